@@ -1,0 +1,53 @@
+"""Domain errors.
+
+Exceptions are for bad configuration and unusable inputs as a whole (a boundary file with no
+geometry, a raster without CRS). A bad *record* inside an otherwise usable input is never an
+exception: it becomes a reject with a reason (see ``sources.panoramas.validate_panoramas``).
+Every message names the offending value and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class UniGeoError(Exception):
+    """Base class of every error UniGeo raises on purpose."""
+
+
+class ConfigError(UniGeoError, ValueError):
+    """The configuration (``sources.yaml`` or a command-line option) is wrong."""
+
+
+class SourceError(UniGeoError, ValueError):
+    """An input file cannot be used as a whole."""
+
+    def __init__(self, path: str, problem: str, fix: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        message = f"{path}: {problem}"
+        if fix:
+            message += f" ({fix})"
+        super().__init__(message)
+
+
+class MissingCRSError(SourceError):
+    """A geospatial file has no coordinate reference system."""
+
+    def __init__(self, path: str, fix: str = "") -> None:
+        super().__init__(
+            path,
+            "has no coordinate reference system",
+            fix or "write one into the file, e.g. `rio edit-info --crs EPSG:32619 FILE`",
+        )
+
+
+class EmptyGeometryError(SourceError):
+    """A boundary file holds no usable polygon."""
+
+
+class MissingDateError(SourceError):
+    """A raster has no acquisition date in its tags or in the configuration."""
+
+
+class NotBuiltError(UniGeoError, NotImplementedError):
+    """A command of the contract that this version does not provide yet."""
