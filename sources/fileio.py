@@ -35,7 +35,7 @@ def open_binary(path: str) -> IO[bytes]:
     if is_url(path):
         from apache_beam.io.filesystems import FileSystems  # only needed for remote paths
 
-        return FileSystems.open(path)  # type: ignore[no-any-return]
+        return FileSystems.open(path)
     return open(path, "rb")
 
 

@@ -102,7 +102,8 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
             if found is None:
                 raise MissingDateError(
                     spec.path, "no acquisition date in the raster's tags",
-                    f"add it in sources.yaml: `dates: {{{spec.path}: YYYY-MM-DD}}`, or set one of the tags {list(DATE_TAGS)}",
+                    f"add it in sources.yaml: `dates: {{{spec.path}: YYYY-MM-DD}}`, "
+                    f"or set one of the tags {list(DATE_TAGS)}",
                 )
             date, date_source = found
         left, bottom, right, top = ds.bounds
@@ -111,7 +112,7 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
             kind=kind,
             crs=ds.crs.to_wkt(),
             epsg=ds.crs.to_epsg(),
-            transform=tuple(ds.transform)[:6],  # type: ignore[arg-type]
+            transform=(ds.transform.a, ds.transform.b, ds.transform.c, ds.transform.d, ds.transform.e, ds.transform.f),
             width=ds.width,
             height=ds.height,
             count=ds.count,
@@ -119,7 +120,7 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
             nodata=ds.nodata,
             res=(abs(ds.res[0]), abs(ds.res[1])),
             bounds=(left, bottom, right, top),
-            bounds_lonlat=tuple(transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top)),  # type: ignore[arg-type]
+            bounds_lonlat=transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top),
             overviews=tuple(ds.overviews(1)),
             date=date,
             date_source=date_source,

@@ -88,8 +88,8 @@ def helsinki_scene(seed: int) -> Scene:
         removed = CHANGE_YEAR if 0.05 <= change < 0.10 else None
         for part in shapely.get_parts(shapely.make_valid(geom)):
             if isinstance(part, Polygon) and part.area > 4:
-                buildings.append(Building(part, round(float(height), 1), colour, built, removed,
-                                          source_id=f"osm:{row['osm_type'] if 'osm_type' in row else 'way'}/{row['id']}"))
+                source_id = f"osm:{row.get('osm_type', 'way')}/{row['id']}"
+                buildings.append(Building(part, round(float(height), 1), colour, built, removed, source_id))
     streets = []
     for _, row in net.iterrows():
         width = STREET_WIDTHS.get(str(row.get("highway")), 7.0)

@@ -51,7 +51,8 @@ class SceneGrids:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.cls.shape  # type: ignore[return-value]
+        h, w = self.cls.shape
+        return h, w
 
     def index(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, col, inside) of scene coordinates; indices are clipped where outside."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -16,7 +17,8 @@ GLASS = np.array([58, 72, 92], dtype=np.float32)
 TRUNK = np.array([92, 70, 48], dtype=np.float32)
 CAMERA_HEIGHT_M = 2.5
 # Ray-marching distances: fine near the camera, coarser far away.
-RAY_STEPS = np.concatenate([np.arange(0.3, 20, 0.1), np.arange(20, 80, 0.25), np.arange(80, 320, 0.6)])
+RAY_STEPS = np.concatenate([np.arange(0.3, 20, 0.1), np.arange(20, 80, 0.25),
+                            np.arange(80, 320, 0.6)]).astype(np.float32)
 
 
 def column_bearings(heading_deg: float, width: int) -> np.ndarray:
@@ -32,9 +34,15 @@ def row_elevations(height: int) -> np.ndarray:
     return 90.0 - (np.arange(height) + 0.5) * 180.0 / height
 
 
+@functools.lru_cache(maxsize=16)
+def transformer(src: str, dst: str) -> Transformer:
+    """A cached lon/lat-ordered transformer (building one costs milliseconds)."""
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
 def grid_north_offset(crs: str, lon: float, lat: float) -> float:
     """Grid bearing (degrees clockwise from the CRS's +y axis) of true north at (lon, lat)."""
-    t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    t = transformer("EPSG:4326", crs)
     x0, y0 = t.transform(lon, lat)
     x1, y1 = t.transform(lon, lat + 1e-4)
     return math.degrees(math.atan2(x1 - x0, y1 - y0))
@@ -61,57 +69,67 @@ def render_panorama(grids: SceneGrids, x: float, y: float, ground_z: float, head
         uint8 array (width // 2, width, 3).
     """
     height = width // 2
-    cam_z = ground_z + CAMERA_HEIGHT_M
-    bearing = np.radians(column_bearings(heading_deg, width) + north_offset_deg)
+    cam_z = np.float32(ground_z + CAMERA_HEIGHT_M)
     d = RAY_STEPS
     n = d.size
-    px = x + np.sin(bearing)[:, None] * d[None, :]
-    py = y + np.cos(bearing)[:, None] * d[None, :]
-    r, c, inside = grids.index(px, py)
-    surf = np.where(inside, grids.surface[r, c], -1e4)
-    angle = np.arctan2(surf - cam_z, d[None, :])
-    horizon = np.maximum.accumulate(angle, axis=1)
+    gh, gw = grids.shape
+    # Work in grid pixel units relative to the grid origin: float32 keeps sub-millimetre precision.
+    cam_c, cam_r = (x - grids.transform.c) / grids.res, (grids.transform.f - y) / grids.res
+    bearing = np.radians(column_bearings(heading_deg, width) + north_offset_deg)
+    east, north = np.sin(bearing).astype(np.float32), np.cos(bearing).astype(np.float32)
+    fc = np.float32(cam_c) + east[:, None] * (d / grids.res)[None, :]
+    fr = np.float32(cam_r) - north[:, None] * (d / grids.res)[None, :]
+    c, r = np.floor(fc).astype(np.int64), np.floor(fr).astype(np.int64)
+    inside = (r >= 0) & (r < gh) & (c >= 0) & (c < gw)
+    cell = np.clip(r, 0, gh - 1) * gw + np.clip(c, 0, gw - 1)  # flat grid index per ray sample
+    surface = grids.surface.ravel()
+    surf = np.where(inside, surface[cell], np.float32(-1e4))
+    horizon = np.maximum.accumulate(np.arctan2(surf - cam_z, d[None, :]), axis=1)
 
     # Rows per column: the first sample whose running maximum reaches the row's elevation.
     theta = np.radians(row_elevations(height))
     offsets = 4.0 * np.arange(width)  # angles lie in [-pi/2, pi/2]; offsets keep columns apart
-    flat = (horizon + offsets[:, None]).ravel()
+    flat = (horizon.astype(np.float64) + offsets[:, None]).ravel()
     queries = theta[None, :] + offsets[:, None]
     k = (np.searchsorted(flat, queries.ravel(), side="left").reshape(width, height)
          - (np.arange(width) * n)[:, None]).T  # (height, width), row 0 = top; n = no hit
     hit = k < n
     kk = np.minimum(k, n - 1)
-    cols = np.broadcast_to(np.arange(width)[None, :], kk.shape)
-    hr, hc = r[cols, kk], c[cols, kk]
-    hx, hy = px[cols, kk], py[cols, kk]
+    sample = np.arange(width)[None, :] * n + kk
+    g = cell.ravel()[sample]
     dist = d[kk]
-    z = cam_z + dist * np.tan(theta)[:, None]
-    above = z - grids.ground[hr, hc]
-    side = z < grids.surface[hr, hc] - 0.3
-    cls = grids.cls[hr, hc]
+    z = cam_z + dist * np.tan(theta).astype(np.float32)[:, None]
+    above = z - grids.ground.ravel()[g]
+    side = z < surface[g] - 0.3
+    cls = grids.cls.ravel()[g]
 
-    out = grids.colour[hr, hc].astype(np.float32)
+    out = grids.colour.reshape(-1, 3)[g].astype(np.float32)
     facade = hit & side & (cls == BUILDING)
     if facade.any():
-        base = grids.colours[grids.building[hr, hc][facade]] * 0.82
+        rows_f, cols_f = np.nonzero(facade)
+        base = grids.colours[grids.building.ravel()[g[facade]]] * np.float32(0.82)
+        dist_f = dist[facade]
+        hx = (cam_c + east[cols_f] * dist_f / grids.res) * grids.res
+        hy = -(cam_r - north[cols_f] * dist_f / grids.res) * grids.res
         a = math.radians(window_angle_deg)
-        along = (hx[facade] * math.cos(a) + hy[facade] * math.sin(a)
-                 - hx[facade] * math.sin(a) + hy[facade] * math.cos(a))
-        floor = (above[facade] / 3.3) % 1.0
+        along = hx * (math.cos(a) - math.sin(a)) + hy * (math.sin(a) + math.cos(a))
+        up = above[facade]
+        floor = (up / 3.3) % 1.0
         bay = (along / 2.8) % 1.0
-        window = (above[facade] > 3.2) & (floor > 0.3) & (floor < 0.75) & (bay > 0.22) & (bay < 0.78)
-        shop = above[facade] < 3.0
+        window = (up > 3.2) & (floor > 0.3) & (floor < 0.75) & (bay > 0.22) & (bay < 0.78)
         base[window] = base[window] * 0.3 + GLASS * 0.7
-        base[shop & (bay > 0.15) & (bay < 0.85) & (above[facade] > 0.4)] *= 0.55
+        base[(up < 3.0) & (up > 0.4) & (bay > 0.15) & (bay < 0.85)] *= 0.55
         out[facade] = base
     trunk = hit & side & (cls == TREE) & (above < 2.0)
     out[trunk] = out[trunk] * 0.5 + TRUNK * 0.5
     # Distance haze, then sky where nothing was hit.
-    fog = np.clip(dist / 420.0, 0, 0.6)[..., None]
-    out = out * (1 - fog) + HAZE * fog
-    t = np.clip(np.radians(row_elevations(height)) / (np.pi / 2), 0, 1)[:, None, None] ** 0.6
-    sky = SKY_HORIZON * (1 - t) + SKY_ZENITH * t
-    out = np.where(hit[..., None], out, np.broadcast_to(sky, out.shape))
+    fog = np.clip(dist * np.float32(1 / 420.0), 0, 0.6)[..., None]
+    out -= HAZE
+    out *= 1 - fog
+    out += HAZE
+    t = np.clip(theta / (np.pi / 2), 0, 1).astype(np.float32)[:, None] ** 0.6
+    sky = SKY_HORIZON * (1 - t) + SKY_ZENITH * t  # (height, 3)
+    out[~hit] = np.broadcast_to(sky[:, None, :], out.shape)[~hit]
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

@@ -130,7 +130,9 @@ class Scene:
         return self.ground_base + self.ground_slope[0] * dx + self.ground_slope[1] * dy + wave
 
     def to_lonlat(self) -> Transformer:
-        return Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
+        from sources.synth.render import transformer
+
+        return transformer(self.crs, "EPSG:4326")
 
 
 def _ordinal(n: int) -> str:
@@ -199,10 +201,10 @@ def procedural_scene(size_m: float, seed: int, name: str = "riverton",
     blocks = []
     for (u0, wu0), (u1, wu1) in zip(us, us[1:]):
         for (v0, wv0), (v1, wv1) in zip(vs, vs[1:]):
-            b = (u0 + wu0 / 2 + 3, u1 - wu1 / 2 - 3, v0 + wv0 / 2 + 3, v1 - wv1 / 2 - 3)
-            poly = _uv_box(*b, angle, (cx, cy))
+            ext = (u0 + wu0 / 2 + 3, u1 - wu1 / 2 - 3, v0 + wv0 / 2 + 3, v1 - wv1 / 2 - 3)
+            poly = _uv_box(*ext, angle, (cx, cy))
             if poly.intersects(area) and poly.intersection(area).area > 400:
-                blocks.append((b, poly))
+                blocks.append((ext, poly))
     # One pond in a block away from the centre, about 10% parks, buildings elsewhere.
     far = sorted(range(len(blocks)), key=lambda i: -blocks[i][1].centroid.distance(Point(cx, cy)))
     pond = far[int(rng.integers(0, max(1, len(far) // 4)))]
@@ -242,12 +244,13 @@ def procedural_scene(size_m: float, seed: int, name: str = "riverton",
                     continue
                 d = poly.centroid.distance(Point(cx, cy)) / half
                 height = float(np.clip((8 + 45 * math.exp(-2.5 * d * d)) * rng.lognormal(0, 0.35), 5, 120))
-                colour = ROOF_PALETTE[int(rng.integers(len(ROOF_PALETTE)))]
-                colour = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in colour)
+                jitter = np.clip(np.array(ROOF_PALETTE[int(rng.integers(len(ROOF_PALETTE)))])
+                                 + rng.integers(-12, 13, size=3), 0, 255)
+                colour = (int(jitter[0]), int(jitter[1]), int(jitter[2]))
                 change = rng.random()
                 built = CHANGE_YEAR if change < 0.07 else None
                 removed = CHANGE_YEAR if 0.07 <= change < 0.13 else None
-                buildings.append(Building(poly, round(height * 2) / 2, colour, built, removed,  # type: ignore[arg-type]
+                buildings.append(Building(poly, round(height * 2) / 2, colour, built, removed,
                                           source_id=f"b{len(buildings)}"))
 
     # Street trees on some streets, both sides.

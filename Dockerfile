@@ -1,0 +1,29 @@
+# Dataflow (or any Beam portable runner) worker image for `unigeo build`.
+#
+# The Beam SDK version here must equal the one that launches the job (see pyproject.toml).
+# Build and push, then pass it to the job:
+#   docker build -t REGION-docker.pkg.dev/PROJECT/unigeo/worker:0.1.0 .
+#   docker push REGION-docker.pkg.dev/PROJECT/unigeo/worker:0.1.0
+#   unigeo build --config gs://.../sources.yaml --out gs://.../out --runner DataflowRunner \
+#     --project PROJECT --region REGION --temp_location gs://.../tmp \
+#     --sdk_container_image REGION-docker.pkg.dev/PROJECT/unigeo/worker:0.1.0
+FROM apache/beam_python3.11_sdk:2.77.0
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/unigeo
+COPY pyproject.toml README.md ./
+COPY unigeo ./unigeo
+COPY sources ./sources
+COPY pipeline ./pipeline
+COPY model ./model
+
+# Workers run the build job only: no `train` extra, so no torch. GDAL comes inside the rasterio
+# wheel; `gcp` brings the GCS filesystem for gs:// inputs and outputs.
+RUN pip install "apache-beam[gcp]==2.77.0" . \
+ && python -c "import rasterio, geopandas, s2sphere, pyproj, webdataset, unigeo, sources, pipeline"
+
+# The Beam SDK harness, as in the base image.
+ENTRYPOINT ["/opt/apache/beam/boot"]

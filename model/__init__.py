@@ -1,0 +1,1 @@
+"""The five-modality trainer: encoders, all-to-all InfoNCE and retrieval evaluation."""

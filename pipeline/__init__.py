@@ -1,0 +1,1 @@
+"""Apache Beam transforms and the `unigeo build` job."""

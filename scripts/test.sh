@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command of the README: a fresh virtual environment, the project with its trainer and dev
+# extras, then lint (ruff), types (mypy) and the test suite (pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[train,dev]"
+.venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/pytest -ra "$@"

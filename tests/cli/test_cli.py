@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sources.config import load_config
+from unigeo.cli import cli
+
+
+def test_help_lists_every_command_of_the_contract() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "synth", "build", "report", "audit", "train", "eval"):
+        assert f"  {command} " in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["build", "--config", "s.yaml", "--out", "o", "--runner", "DataflowRunner", "--project", "p"],
+    ["report", "d"], ["audit", "d"], ["train", "--data", "d", "--out", "r"],
+    ["eval", "--data", "d", "--checkpoint", "r/model.pt"],
+])
+def test_commands_not_built_yet_say_so_with_exit_2(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"unigeo {args[0]}: not built yet" in result.output
+
+
+def test_synth_writes_a_world_and_reads_it_back(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    result = CliRunner().invoke(cli, ["synth", "--out", str(out), "--size", "tiny", "--seed", "3",
+                                      "--pano-width", "256", "--no-faults", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "panoramas: 40 rows, 40 valid; rejected none" in result.output
+    assert "aerial: " in result.output and "EPSG:3857" in result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["seed"] == 3 and summary["faults"] == [] and summary["panoramas"]["width"] == 256
+    cfg = load_config(str(out / "sources.yaml"))
+    assert len(cfg.aerial) == 2 and len(cfg.dsm) == 1
+
+
+def test_synth_rejects_bad_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--size", "huge"])
+    assert result.exit_code == 2 and "huge" in result.output
+    result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--pano-width", "101"])
+    assert result.exit_code == 1 and "even number" in result.output

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny synthetic world (generated once per session) and small real rasters."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_bounds
+
+from sources.synth.world import write_world
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny procedural world, seed 0, with faults."""
+    out = tmp_path_factory.mktemp("tiny_world")
+    write_world(str(out), size="tiny", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_world_info(tiny_world: Path) -> dict:
+    return json.loads((tiny_world / "world.json").read_text())
+
+
+def write_geotiff(path: Path, data: np.ndarray, bounds: tuple[float, float, float, float], crs: str | None,
+                  nodata: float | None = None, tags: dict[str, str] | None = None) -> Path:
+    """A real GeoTIFF with rasterio; ``data`` is (bands, rows, cols)."""
+    if data.ndim == 2:
+        data = data[None]
+    transform = from_bounds(*bounds, data.shape[2], data.shape[1])
+    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
+               "dtype": data.dtype.name, "transform": transform, "nodata": nodata}
+    if crs is not None:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+        if tags:
+            ds.update_tags(**tags)
+    return path
+
+
+@pytest.fixture
+def rgb_64(tmp_path: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, size=(3, 64, 64), dtype=np.uint8)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    os.environ.setdefault("PYTHONHASHSEED", "0")

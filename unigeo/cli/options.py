@@ -1,0 +1,41 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+size_option = click.option("--size", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+                           help="World size: tiny (~0.2 km2, tests) or small (~4 km2, demo).")
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+
+_NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3")
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """-v for debug, -q for warnings only; INFO by default."""
+    level = max(logging.DEBUG, min(logging.ERROR, logging.INFO - 10 * verbose + 10 * quiet))
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger().setLevel(level)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def _count(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    store = ctx.find_root().meta.setdefault("unigeo.verbosity", {"verbose": 0, "quiet": 0})
+    store[param.name or ""] += value
+    configure_logging(store["verbose"], store["quiet"])
+    return value
+
+
+def verbosity(f: F) -> F:
+    """``-v/--verbose`` and ``-q/--quiet``, accepted before or after the command name."""
+    f = click.option("-q", "--quiet", count=True, expose_value=False, callback=_count,
+                     help="Less log output (repeatable).")(f)
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=_count,
+                        help="More log output (repeatable).")(f)

@@ -1,0 +1,55 @@
+"""Commands of the contract that are not built yet: each says so and exits with code 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+NOT_BUILT_EXIT = 2
+
+
+def not_built(command: str) -> None:
+    click.echo(f"unigeo {command}: not built yet in this version of UniGeo.", err=True)
+    raise SystemExit(NOT_BUILT_EXIT)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--config", type=click.Path(), help="sources.yaml.")
+@click.option("--out", type=click.Path(), help="Output folder.")
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def build(**_: Any) -> None:
+    """Run the Beam job: metros -> cells -> samples -> WebDataset shards (not built yet)."""
+    not_built("build")
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path())
+def report(**_: Any) -> None:
+    """Rebuild DIR/report/ from the manifest and ledger (not built yet)."""
+    not_built("report")
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path())
+def audit(**_: Any) -> None:
+    """Check shards, ledger sums and split leakage (not built yet)."""
+    not_built("audit")
+
+
+@click.command()
+@click.option("--data", type=click.Path(), help="Build output folder.")
+@click.option("--out", type=click.Path(), help="Run folder.")
+@click.option("--epochs", type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+def train(**_: Any) -> None:
+    """Train the five-modality model from DIR/shards/train (not built yet)."""
+    not_built("train")
+
+
+@click.command(name="eval")
+@click.option("--data", type=click.Path(), help="Build output folder.")
+@click.option("--checkpoint", type=click.Path(), help="RUN/model.pt.")
+def evaluate(**_: Any) -> None:
+    """Retrieval metrics on DIR/shards/test (not built yet)."""
+    not_built("eval")

