@@ -11,10 +11,12 @@ input row comes back either in ``good`` or in ``rejects`` with a reason from ``u
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sources.fileio import open_binary, parent, resolve
 from unigeo import reasons
@@ -47,31 +49,84 @@ class PanoramaTable:
         return len(self.good) + len(self.rejects)
 
 
-def read_panorama_index(path: str) -> PanoramaTable:
-    """Read and validate a panorama index.
+@dataclass(frozen=True)
+class IndexChunk:
+    """A piece of a panorama index that one worker reads: a Parquet row group, or a whole CSV."""
+
+    path: str
+    part: int  # Parquet row group; -1 for CSV
+    row_offset: int  # input row number of the chunk's first row (CSV: 0)
+    n_rows: int  # -1 when unknown before reading (CSV)
+
+
+def _format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    raise SourceError(path, "unknown panorama index format", "use a .parquet or .csv file")
+
+
+def _check_columns(path: str, columns: list[str]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise SourceError(path, f"missing columns {missing}; found {columns}",
+                          f"the index needs columns {list(REQUIRED_COLUMNS)}")
+
+
+def index_chunks(path: str) -> list[IndexChunk]:
+    """Split an index into chunks without reading its rows (Parquet: footer only; CSV: header).
 
     Raises:
-        SourceError: the file cannot be read, or a required column is missing.
+        SourceError: unknown format, unreadable file, or a required column missing.
     """
+    fmt = _format(path)
     try:
         with open_binary(path) as f:
-            if path.lower().endswith(".csv"):
-                df = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""])
-            elif path.lower().endswith((".parquet", ".pq")):
-                df = pd.read_parquet(f)
-            else:
-                raise SourceError(path, "unknown panorama index format", "use a .parquet or .csv file")
+            if fmt == "csv":
+                header = pd.read_csv(f, nrows=0).columns.tolist()
+                _check_columns(path, header)
+                return [IndexChunk(path, -1, 0, -1)]
+            meta = pq.ParquetFile(f).metadata
+            _check_columns(path, list(meta.schema.names))
+            chunks, offset = [], 0
+            for i in range(meta.num_row_groups):
+                n = meta.row_group(i).num_rows
+                chunks.append(IndexChunk(path, i, offset, n))
+                offset += n
+            return chunks
     except SourceError:
         raise
     except FileNotFoundError as e:
         raise SourceError(path, "panorama index not found") from e
     except Exception as e:  # pyarrow/pandas parser errors
         raise SourceError(path, f"cannot read panorama index: {e}") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise SourceError(path, f"missing columns {missing}; found {list(df.columns)}",
-                          f"the index needs columns {list(REQUIRED_COLUMNS)}")
-    return validate_panoramas(df, base_dir=parent(path))
+
+
+def read_chunk(chunk: IndexChunk, csv_rows: int = 200_000) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Raw rows of a chunk as (row_offset, DataFrame) pieces; CSV values stay text."""
+    with open_binary(chunk.path) as f:
+        if chunk.part < 0:
+            offset = 0
+            for df in pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""], chunksize=csv_rows):
+                yield offset, df
+                offset += len(df)
+        else:
+            yield chunk.row_offset, pq.ParquetFile(f).read_row_group(chunk.part).to_pandas()
+
+
+def read_panorama_index(path: str) -> PanoramaTable:
+    """Read and validate a whole panorama index (rows checked, then duplicates resolved).
+
+    Raises:
+        SourceError: the file cannot be read, or a required column is missing.
+    """
+    base_dir = parent(path)
+    parts = [check_rows(df, base_dir, offset) for chunk in index_chunks(path) for offset, df in read_chunk(chunk)]
+    good = pd.concat([p.good for p in parts], ignore_index=True) if parts else pd.DataFrame()
+    rejects = pd.concat([p.rejects for p in parts], ignore_index=True) if parts else pd.DataFrame()
+    return drop_duplicates(PanoramaTable(good, rejects))
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -97,10 +152,11 @@ def parse_capture_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Ser
     return text, year, status
 
 
-def validate_panoramas(df: pd.DataFrame, base_dir: str = ".") -> PanoramaTable:
-    """Validate index rows; see the module docstring. ``base_dir`` resolves relative URIs."""
+def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> PanoramaTable:
+    """Row-level checks (everything but duplicates); ``row_offset`` numbers the rows of a chunk."""
     df = df.reset_index(drop=True)
     n = len(df)
+    rows = np.arange(row_offset, row_offset + n, dtype=np.int64)
     reason = pd.Series("", index=df.index, dtype=object)
     detail = pd.Series("", index=df.index, dtype=object)
 
@@ -128,31 +184,9 @@ def validate_panoramas(df: pd.DataFrame, base_dir: str = ".") -> PanoramaTable:
          "captured_at=" + captured + " is not an ISO-8601 date")
     flag(uri == "", reasons.MISSING_URI, "uri is empty")
 
-    # Duplicates among otherwise good rows: identical repeats keep their first row; the same id with
-    # different values is ambiguous, so every row of that id is rejected.
-    ok = reason == ""
-    values = pd.DataFrame({"pano_id": pano_id, "lat": lat, "lon": lon, "heading": heading,
-                           "captured": captured, "uri": uri})[ok]
-    repeated = values["pano_id"].duplicated(keep=False)
-    if repeated.any():
-        dup = values[repeated]
-        variants = dup.drop_duplicates().groupby("pano_id").size()
-        conflicting = set(variants[variants > 1].index)
-        conflict_rows = dup.index[dup["pano_id"].isin(conflicting)]
-        same_rows = dup.index[~dup["pano_id"].isin(conflicting) & dup.duplicated(keep="first")]
-        first_row = dup.reset_index().groupby("pano_id")["index"].min()
-        mask = pd.Series(False, index=df.index)
-        mask[conflict_rows] = True
-        flag(mask, reasons.DUPLICATE_ID_CONFLICT,
-             "pano_id " + pano_id + " appears with different position, heading, date or uri")
-        mask[:] = False
-        mask[same_rows] = True
-        flag(mask, reasons.DUPLICATE_ROW,
-             "repeats row " + pano_id.map(first_row).fillna(-1).astype(int).astype(str))
-
-    ok = reason == ""
+    ok = (reason == "").to_numpy()
     good = df[ok].copy()
-    good.insert(0, "row", np.arange(n, dtype=np.int64)[ok.to_numpy()])
+    good.insert(0, "row", rows[ok])
     good["pano_id"] = pano_id[ok]
     good["lat"] = lat[ok]
     good["lon"] = lon[ok]
@@ -160,10 +194,52 @@ def validate_panoramas(df: pd.DataFrame, base_dir: str = ".") -> PanoramaTable:
     good["captured_at"] = captured[ok]
     good["year"] = year[ok]
     good["uri"] = [resolve(u, base_dir) for u in uri[ok]]
-    rejects = pd.DataFrame({
-        "row": np.arange(n, dtype=np.int64)[~ok.to_numpy()],
-        "pano_id": pano_id[~ok].to_numpy(),
-        "reason": reason[~ok].to_numpy(),
-        "detail": detail[~ok].to_numpy(),
-    }, columns=list(REJECT_COLUMNS))
+    rejects = pd.DataFrame({"row": rows[~ok], "pano_id": pano_id[~ok].to_numpy(),
+                            "reason": reason[~ok].to_numpy(), "detail": detail[~ok].to_numpy()},
+                           columns=list(REJECT_COLUMNS))
     return PanoramaTable(good=good.reset_index(drop=True), rejects=rejects)
+
+
+def resolve_duplicates(rows: list[tuple[int, tuple[object, ...]]]) -> dict[int, tuple[str, str]]:
+    """Verdicts for the rows that share one pano_id: ``{row: (reason, detail)}`` for each loser.
+
+    Each entry is ``(row, values)`` with the values that define a panorama (position, heading, date,
+    uri). Identical repeats keep their first row (``duplicate_row``); differing values make the id
+    ambiguous, and every row of it is rejected (``duplicate_id_conflict``).
+    """
+    if len(rows) < 2:
+        return {}
+    rows = sorted(rows, key=lambda r: r[0])
+    if len({values for _, values in rows}) > 1:
+        detail = f"pano_id appears in rows {[r for r, _ in rows]} with different position, heading, date or uri"
+        return {r: (reasons.DUPLICATE_ID_CONFLICT, detail) for r, _ in rows}
+    first = rows[0][0]
+    return {r: (reasons.DUPLICATE_ROW, f"repeats row {first}") for r, _ in rows[1:]}
+
+
+DUPLICATE_VALUES = ("lat", "lon", "heading_deg", "captured_at", "uri")
+
+
+def drop_duplicates(table: PanoramaTable) -> PanoramaTable:
+    """Apply ``resolve_duplicates`` to every repeated pano_id of a checked table."""
+    good = table.good
+    if good.empty:
+        return table
+    repeated = good[good["pano_id"].duplicated(keep=False)]
+    verdicts: dict[int, tuple[str, str]] = {}
+    for _, group in repeated.groupby("pano_id", sort=False):
+        values = list(zip(group["row"], zip(*(group[c] for c in DUPLICATE_VALUES))))
+        verdicts.update(resolve_duplicates(values))
+    if not verdicts:
+        return table
+    lost = good["row"].isin(verdicts)
+    extra = pd.DataFrame({"row": good.loc[lost, "row"].to_numpy(), "pano_id": good.loc[lost, "pano_id"].to_numpy(),
+                          "reason": [verdicts[r][0] for r in good.loc[lost, "row"]],
+                          "detail": [verdicts[r][1] for r in good.loc[lost, "row"]]}, columns=list(REJECT_COLUMNS))
+    rejects = pd.concat([table.rejects, extra], ignore_index=True).sort_values("row", ignore_index=True)
+    return PanoramaTable(good=good[~lost].reset_index(drop=True), rejects=rejects)
+
+
+def validate_panoramas(df: pd.DataFrame, base_dir: str = ".") -> PanoramaTable:
+    """Row checks, then duplicate resolution, on an in-memory index. ``base_dir`` resolves relative URIs."""
+    return drop_duplicates(check_rows(df, base_dir))

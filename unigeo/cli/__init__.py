@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from unigeo import __version__
+from unigeo.cli.audit import audit
+from unigeo.cli.build import build
 from unigeo.cli.demo import demo
 from unigeo.cli.options import verbosity
-from unigeo.cli.pending import audit, build, evaluate, report, train
+from unigeo.cli.pending import evaluate, report, train
 from unigeo.cli.synth import synth
 
 

@@ -17,13 +17,23 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True, hel
 _NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3")
 
 
+def _not_beam_import_noise(record: logging.LogRecord) -> bool:
+    # Beam's BigQuery client warns through the root logger, at import, when apitools is absent.
+    return not str(record.msg).startswith("apitools not found")
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
     """-v for debug, -q for warnings only; INFO by default."""
     level = max(logging.DEBUG, min(logging.ERROR, logging.INFO - 10 * verbose + 10 * quiet))
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        if _not_beam_import_noise not in handler.filters:
+            handler.addFilter(_not_beam_import_noise)
     logging.getLogger().setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    # Beam logs every bundle and warns about optional GCP clients: only with -v.
+    logging.getLogger("apache_beam").setLevel(level if verbose else logging.ERROR)
 
 
 def _count(ctx: click.Context, param: click.Parameter, value: int) -> int:

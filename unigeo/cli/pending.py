@@ -14,27 +14,11 @@ def not_built(command: str) -> None:
     raise SystemExit(NOT_BUILT_EXIT)
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--config", type=click.Path(), help="sources.yaml.")
-@click.option("--out", type=click.Path(), help="Output folder.")
-@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def build(**_: Any) -> None:
-    """Run the Beam job: metros -> cells -> samples -> WebDataset shards (not built yet)."""
-    not_built("build")
-
-
 @click.command()
 @click.argument("out_dir", type=click.Path())
 def report(**_: Any) -> None:
     """Rebuild DIR/report/ from the manifest and ledger (not built yet)."""
     not_built("report")
-
-
-@click.command()
-@click.argument("out_dir", type=click.Path())
-def audit(**_: Any) -> None:
-    """Check shards, ledger sums and split leakage (not built yet)."""
-    not_built("audit")
 
 
 @click.command()

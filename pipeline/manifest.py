@@ -1,0 +1,99 @@
+"""``DIR/manifest.json``: config, options, code version, counts, and every shard with its checksum."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.outputs import MANIFEST, join, match, read_cells, read_ledger, read_shard_stats, relative
+from pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
+from sources.config import SourcesConfig
+from sources.metros import Metro
+from unigeo import __version__
+
+FORMAT = "unigeo-build/1"
+
+
+def status_counts(ledger: pd.DataFrame) -> dict[str, Any]:
+    """inputs, kept, not_selected, rejected and rejects by reason of some ledger rows."""
+    status = ledger["status"].value_counts()
+    rejected = ledger[ledger["status"] == REJECTED]["reason"].value_counts().sort_index()
+    return {
+        "inputs": int(len(ledger)),
+        "kept": int(status.get(KEPT, 0)),
+        "not_selected": int(status.get(NOT_SELECTED, 0)),
+        "rejected": int(status.get(REJECTED, 0)),
+        "rejected_by_reason": {str(k): int(v) for k, v in rejected.items()},
+    }
+
+
+def ledger_counts(ledger: pd.DataFrame) -> dict[str, Any]:
+    """Counts overall, per metro, and for rows rejected before any metro was known (``unassigned``)."""
+    samples = ledger[ledger["status"] == KEPT].drop_duplicates(["metro", "cell", "split"])
+    per_metro = {}
+    for metro, rows in ledger[ledger["metro"] != ""].groupby("metro"):
+        c = status_counts(rows)
+        s = samples[samples["metro"] == metro]["split"].value_counts()
+        c["samples"] = {split: int(s.get(split, 0)) for split in SPLITS}
+        per_metro[str(metro)] = c
+    overall = status_counts(ledger)
+    s = samples["split"].value_counts()
+    overall["samples"] = {split: int(s.get(split, 0)) for split in SPLITS}
+    return {"overall": overall, "per_metro": per_metro, "unassigned": status_counts(ledger[ledger["metro"] == ""])}
+
+
+def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: dict[str, Any],
+                   counters: dict[str, int], run: dict[str, Any]) -> dict[str, Any]:
+    """Collect the outputs of a finished run into ``DIR/manifest.json``.
+
+    Raises:
+        RuntimeError: the ledger does not hold exactly one row per input row the job read.
+    """
+    ledger = read_ledger(out)
+    rows_in = counters.get("ingest/rows_in", 0)
+    if len(ledger) != rows_in or (len(ledger) and ledger["row"].nunique() != len(ledger)):
+        raise RuntimeError(f"ledger holds {len(ledger)} rows ({ledger['row'].nunique() if len(ledger) else 0} "
+                           f"distinct) for {rows_in} input rows")
+    counts = ledger_counts(ledger)
+    cells = read_cells(out)
+    cells_per_metro = cells["metro"].value_counts() if len(cells) else pd.Series(dtype=int)
+    for m in metros:
+        counts["per_metro"].setdefault(m.name, {**status_counts(ledger.iloc[0:0]),
+                                                "samples": dict.fromkeys(SPLITS, 0)})
+        counts["per_metro"][m.name]["cells"] = int(cells_per_metro.get(m.name, 0))
+    shards = sorted(read_shard_stats(out), key=lambda s: s["shard"])
+    counts["overall"]["cells"] = int(len(cells))
+    counts["overall"]["shards"] = len(shards)
+    counts["overall"]["shard_bytes"] = int(sum(s["bytes"] for s in shards))
+    manifest = {
+        "format": FORMAT,
+        "unigeo_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {
+            "path": cfg.path,
+            "metros": [{"name": m.name, "boundary": m.source, "repairs": list(m.repairs)} for m in metros],
+            "panoramas": cfg.panoramas,
+            "aerial": [{"path": r.path, "date": r.date.isoformat() if r.date else None} for r in cfg.aerial],
+            "dsm": [{"path": r.path, "date": r.date.isoformat() if r.date else None} for r in cfg.dsm],
+            "pois": cfg.pois,
+        },
+        "options": options,
+        "seed": options["seed"],
+        "counts": counts,
+        "shards": [{k: s[k] for k in ("shard", "metro", "split", "samples", "panoramas", "bytes", "sha256")}
+                   for s in shards],
+        "files": {
+            "ledger": [relative(out, p) for p in match(out, "ledger/*.parquet")],
+            "rejects": [relative(out, p) for p in match(out, "rejects/*.jsonl")],
+            "cells": [relative(out, p) for p in match(out, "cells/*.parquet")],
+        },
+        "counters": counters,
+        "run": run,
+    }
+    with FileSystems.create(join(out, MANIFEST)) as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=False).encode())
+    return manifest

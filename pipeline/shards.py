@@ -1,0 +1,103 @@
+"""WebDataset shards: sample encoding, size-bounded shard plans, deterministic tar writing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable
+from typing import IO, Any, NamedTuple
+
+from webdataset import TarWriter
+
+TAR_BLOCK = 512
+TAR_RECORD = 20 * TAR_BLOCK  # tarfile pads archives to whole records
+TAR_MTIME = 0.0  # fixed member times: same inputs, same bytes
+
+
+class EncodedSample(NamedTuple):
+    """A sample ready for a shard: its WebDataset key and members ``(extension, bytes)``, sorted."""
+
+    metro: str
+    split: str
+    key: str
+    members: tuple[tuple[str, bytes], ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this sample adds to a tar: a header block per member plus data padded to blocks."""
+        return sum(TAR_BLOCK + -(-len(data) // TAR_BLOCK) * TAR_BLOCK for _, data in self.members)
+
+
+class ShardId(NamedTuple):
+    metro: str
+    split: str
+    number: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.metro}-{self.split}-{self.number:06d}"
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_sample(metro: str, split: str, key: str, members: dict[str, Any]) -> EncodedSample:
+    """Members by extension (``json`` values are dicts, others bytes) into an ``EncodedSample``."""
+    out = []
+    for ext in sorted(members):
+        value = members[ext]
+        out.append((ext, json_bytes(value) if ext == "json" else bytes(value)))
+    return EncodedSample(metro, split, key, tuple(out))
+
+
+def plan_shards(sizes: Iterable[tuple[str, int]], max_samples: int, max_bytes: int) -> list[list[str]]:
+    """Group sample keys, in key order, into shards of at most ``max_samples`` and about ``max_bytes``.
+
+    A sample larger than ``max_bytes`` gets a shard of its own rather than being dropped.
+    """
+    if max_samples < 1 or max_bytes < 1:
+        raise ValueError("shard limits must be positive")
+    shards: list[list[str]] = []
+    current: list[str] = []
+    current_bytes = 0
+    for key, nbytes in sorted(sizes):
+        if current and (len(current) >= max_samples or current_bytes + nbytes > max_bytes):
+            shards.append(current)
+            current, current_bytes = [], 0
+        current.append(key)
+        current_bytes += nbytes
+    if current:
+        shards.append(current)
+    return shards
+
+
+class _HashingWriter(io.RawIOBase):
+    """Passes bytes to ``sink`` while counting them and hashing them with SHA-256."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.sink.write(view)
+        self.sha256.update(view)
+        self.size += len(view)
+        return len(view)
+
+
+def write_tar(sink: IO[bytes], samples: Iterable[EncodedSample]) -> tuple[int, str]:
+    """Write samples (sorted by key) as a WebDataset tar into ``sink``; return (bytes, sha256)."""
+    hashing = _HashingWriter(sink)
+    writer = TarWriter(hashing, user="unigeo", group="unigeo", mode=0o444, encoder=False, mtime=TAR_MTIME)
+    for sample in sorted(samples, key=lambda s: s.key):
+        writer.write({"__key__": sample.key, **dict(sample.members)})
+    writer.close()
+    return hashing.size, hashing.sha256.hexdigest()

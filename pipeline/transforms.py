@@ -1,0 +1,363 @@
+"""The build job's PTransforms: thin wiring around the pure functions of ``pipeline`` and ``sources``.
+
+Each transform is a dataclass that checks its arguments when the pipeline is built. DoFns are
+idempotent: a retried bundle recomputes the same elements, and shard files are written to a
+temporary name and renamed, so a retry overwrites a file with the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import shapely
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import TaggedOutput
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.cells import cell_center, cell_polygon, cell_token, check_level, children_in, parent_cells
+from pipeline.fps import farthest_point_sample, first_index, local_metres
+from pipeline.metrics import inc_counter
+from pipeline.shards import EncodedSample, ShardId, encode_sample, plan_shards, write_tar
+from pipeline.split import split_of
+from pipeline.types import KEPT, NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey
+from sources.panoramas import DUPLICATE_VALUES, IndexChunk, check_rows, index_chunks, read_chunk, resolve_duplicates
+from unigeo import reasons
+
+REJECTS = "rejects"
+LEDGER = "ledger"
+
+
+def _raw(record: dict[str, Any]) -> dict[str, Any]:
+    """A raw input record as JSON-safe values."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if v is None or isinstance(v, (bool, int, str)):
+            out[str(k)] = v
+        elif isinstance(v, float):
+            out[str(k)] = v if np.isfinite(v) else str(v)
+        else:
+            out[str(k)] = str(v)
+    return out
+
+
+# ---------------------------------------------------------------- panoramas in
+
+
+class _CheckRows(beam.DoFn):
+    def __init__(self, base_dir: str) -> None:
+        self.base_dir = base_dir
+
+    def process(self, chunk: IndexChunk) -> Iterator[Any]:
+        for offset, df in read_chunk(chunk):
+            table = check_rows(df, self.base_dir, offset)
+            inc_counter("ingest", "rows_in", len(df))
+            inc_counter("ingest", "rows_valid", len(table.good))
+            good: list[dict[str, Any]] = table.good.to_dict(orient="records")  # type: ignore[assignment]
+            for r in good:
+                yield Pano(int(r["row"]), str(r["pano_id"]), float(r["lat"]), float(r["lon"]),
+                           float(r["heading_deg"]), str(r["captured_at"]), int(r["year"]), str(r["uri"]))
+            raw: list[dict[str, Any]] = df.to_dict(orient="records")  # type: ignore[assignment]
+            rejected: list[dict[str, Any]] = table.rejects.to_dict(orient="records")  # type: ignore[assignment]
+            for r in rejected:
+                inc_counter("ingest", f"rejected/{r['reason']}")
+                row = int(r["row"])
+                yield TaggedOutput(REJECTS, Reject("panorama", str(r["pano_id"]), str(r["reason"]), str(r["detail"]),
+                                                   _raw(raw[row - offset]), row))
+
+
+class _ResolveDuplicates(beam.DoFn):
+    def process(self, element: tuple[str, Iterable[Pano]]) -> Iterator[Any]:
+        _, group = element
+        panos = list(group)
+        if len(panos) == 1:
+            yield panos[0]
+            return
+        values = [(p.row, tuple(getattr(p, c) for c in DUPLICATE_VALUES)) for p in panos]
+        verdicts = resolve_duplicates(values)
+        for p in panos:
+            if p.row in verdicts:
+                reason, detail = verdicts[p.row]
+                inc_counter("ingest", f"rejected/{reason}")
+                yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reason, detail, p.as_json(), p.row))
+            else:
+                yield p
+
+
+@dataclass(eq=False)
+class ReadPanoramas(beam.PTransform):
+    """Panorama index -> valid, de-duplicated ``Pano`` elements (``good``) and ``Reject``s (``rejects``).
+
+    The index is split into chunks when the pipeline is built (a bad or incomplete index fails then).
+    """
+
+    path: str
+    base_dir: str
+    chunks: list[IndexChunk] = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self.chunks = index_chunks(self.path)
+
+    def expand(self, pbegin: Any) -> dict[str, Any]:
+        checked = (pbegin
+                   | "Chunks" >> beam.Create(self.chunks)
+                   | "Spread" >> beam.Reshuffle()
+                   | "CheckRows" >> beam.ParDo(_CheckRows(self.base_dir)).with_outputs(REJECTS, main="good"))
+        unique = (checked.good
+                  | "ById" >> beam.Map(lambda p: (p.pano_id, p))
+                  | "GroupById" >> beam.GroupByKey()
+                  | "Duplicates" >> beam.ParDo(_ResolveDuplicates()).with_outputs(REJECTS, main="good"))
+        rejects = (checked[REJECTS], unique[REJECTS]) | "AllRejects" >> beam.Flatten()
+        return {"good": unique.good, REJECTS: rejects}
+
+
+# ---------------------------------------------------------------- cells and splits
+
+
+class _Assign(beam.DoFn):
+    def __init__(self, metros: list[tuple[str, bytes]], level: int, holdout_year: int, years: tuple[int, int]):
+        self.metros = metros
+        self.level = level
+        self.holdout_year = holdout_year
+        self.years = years
+        self._geoms: list[BaseGeometry] = []
+
+    def setup(self) -> None:
+        self._geoms = [shapely.from_wkb(wkb) for _, wkb in self.metros]
+        for g in self._geoms:
+            shapely.prepare(g)
+
+    def process(self, p: Pano) -> Iterator[Any]:
+        inside = [i for i, g in enumerate(self._geoms) if shapely.contains_xy(g, p.lon, p.lat)]
+        if not inside:
+            inc_counter("assign", f"rejected/{reasons.OUTSIDE_METROS}")
+            names = [n for n, _ in self.metros]
+            yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS,
+                                               f"({p.lat}, {p.lon}) lies in none of {names}", p.as_json(), p.row))
+            return
+        split = split_of(p.year, self.holdout_year, self.years)
+        if split is None:
+            inc_counter("assign", f"rejected/{reasons.YEAR_OUT_OF_RANGE}")
+            yield TaggedOutput(REJECTS, Reject(
+                "panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
+                f"captured in {p.year}; the build takes {self.years[0]}-{self.years[1]} "
+                f"and holdout {self.holdout_year}", p.as_json(), p.row, self.metros[inside[0]][0],
+                cell_token(p.lat, p.lon, self.level)))
+            return
+        cell = cell_token(p.lat, p.lon, self.level)
+        metro = inside[0]
+        if metro > 0:  # a cell belongs to the first metro (config order) that it touches
+            poly = cell_polygon(cell)
+            metro = next(i for i in range(metro + 1) if self._geoms[i].intersects(poly))
+        inc_counter("assign", f"{split}")
+        yield SampleKey(self.metros[metro][0], cell, split), p
+
+
+@dataclass(eq=False)
+class AssignCells(beam.PTransform):
+    """``Pano`` -> ``(SampleKey, Pano)``; panoramas outside every metro or out of the year range are rejected."""
+
+    metros: list[tuple[str, bytes]]  # (name, WKB in EPSG:4326), in config order
+    level: int
+    holdout_year: int
+    years: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        check_level(self.level)
+        if not self.metros:
+            raise ValueError("no metros to assign panoramas to")
+        if self.years[0] > self.years[1]:
+            raise ValueError(f"empty year range {self.years}")
+
+    def expand(self, panos: Any) -> Any:
+        return panos | "Assign" >> beam.ParDo(
+            _Assign(self.metros, self.level, self.holdout_year, self.years)).with_outputs(REJECTS, main="keyed")
+
+
+class _Select(beam.DoFn):
+    def __init__(self, max_panos: int, seed: int, level: int) -> None:
+        self.max_panos = max_panos
+        self.seed = seed
+        self.level = level
+
+    def process(self, element: tuple[SampleKey, Iterable[Pano]]) -> Iterator[Any]:
+        key, group = element
+        panos = sorted(group, key=lambda p: (p.pano_id, p.row))
+        lat0, lon0 = cell_center(key.cell)
+        pts = local_metres(np.array([p.lat for p in panos]), np.array([p.lon for p in panos]), lat0, lon0)
+        order = farthest_point_sample(pts, self.max_panos, first_index(self.seed, key.name, len(panos)))
+        chosen = set(order.tolist())
+        kept = [panos[i] for i in order]
+        inc_counter("select", "kept", len(kept))
+        inc_counter("select", "not_selected", len(panos) - len(kept))
+        inc_counter("select", f"samples/{key.split}")
+        for p in kept:
+            yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, KEPT, ""))
+        for i, p in enumerate(panos):
+            if i not in chosen:
+                yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, NOT_SELECTED,
+                                                     f"cell holds {len(panos)} > max {self.max_panos}"))
+        dates = sorted(p.captured_at for p in kept)
+        yield key, {
+            "key": key.name, "cell": key.cell, "level": self.level, "lat": lat0, "lon": lon0,
+            "metro": key.metro, "split": key.split, "dates": {"first": dates[0], "last": dates[-1]},
+            "years": sorted({p.year for p in kept}), "panoramas_in_cell": len(panos),
+            "panoramas": [p.as_json() for p in kept],
+        }
+
+
+@dataclass(eq=False)
+class SelectPanoramas(beam.PTransform):
+    """``(SampleKey, Pano)`` -> one ``(SampleKey, sample json)`` per key with up to ``max_panos``
+    panoramas chosen by farthest-point sampling, and a ``LedgerRow`` per panorama (``ledger``)."""
+
+    max_panos: int
+    seed: int
+    level: int
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        if self.max_panos < 1:
+            raise ValueError(f"max_panos must be >= 1, got {self.max_panos}")
+
+    def expand(self, keyed: Any) -> Any:
+        return (keyed
+                | "TypeKeys" >> beam.Map(lambda kv: kv).with_output_types(tuple[SampleKey, Pano])
+                | "GroupByCell" >> beam.GroupByKey()
+                | "FarthestPoints" >> beam.ParDo(_Select(self.max_panos, self.seed, self.level))
+                .with_outputs(LEDGER, main="samples"))
+
+
+def reject_to_ledger(r: Reject) -> LedgerRow:
+    return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail)
+
+
+# ---------------------------------------------------------------- metro covering
+
+
+class _Parents(beam.DoFn):
+    def __init__(self, parent_level: int) -> None:
+        self.parent_level = parent_level
+
+    def process(self, metro: tuple[str, bytes]) -> Iterator[tuple[str, bytes, str]]:
+        name, wkb = metro
+        for parent in parent_cells(shapely.from_wkb(wkb), self.parent_level):
+            yield name, wkb, parent
+
+
+class _Children(beam.DoFn):
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self._cache: dict[bytes, BaseGeometry] = {}
+
+    def process(self, element: tuple[str, bytes, str]) -> Iterator[dict[str, Any]]:
+        name, wkb, parent = element
+        geom = self._cache.get(wkb)
+        if geom is None:
+            geom = self._cache[wkb] = shapely.from_wkb(wkb)
+            shapely.prepare(geom)
+        for token in children_in(geom, parent, self.level):
+            lat, lon = cell_center(token)
+            inc_counter("cover", f"cells/{name}")
+            yield {"metro": name, "cell": token, "lat": lat, "lon": lon}
+
+
+@dataclass(eq=False)
+class CoverMetros(beam.PTransform):
+    """Metros -> every S2 cell at ``level`` that intersects each, as ``{metro, cell, lat, lon}`` rows."""
+
+    metros: list[tuple[str, bytes]]
+    level: int
+    parent_level: int
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        check_level(self.level)
+        if not 0 <= self.parent_level <= self.level:
+            raise ValueError(f"parent level {self.parent_level} must be in 0..{self.level}")
+
+    def expand(self, pbegin: Any) -> Any:
+        return (pbegin
+                | "Metros" >> beam.Create(self.metros)
+                | "Parents" >> beam.ParDo(_Parents(self.parent_level))
+                | "SpreadParents" >> beam.Reshuffle()
+                | "Children" >> beam.ParDo(_Children(self.level)))
+
+
+# ---------------------------------------------------------------- shards
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir.rstrip("/")
+
+    def process(self, element: tuple[tuple[str, str, int], Iterable[EncodedSample]]) -> Iterator[dict[str, Any]]:
+        shard = ShardId(*element[0])
+        group = element[1]
+        samples = sorted(group, key=lambda s: s.key)
+        folder = f"{self.out_dir}/shards/{shard.split}"
+        final = f"{folder}/{shard.name}.tar"
+        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        with FileSystems.create(tmp) as f:
+            nbytes, sha = write_tar(f, samples)
+        if FileSystems.exists(final):  # a retried bundle: same content, replace it
+            FileSystems.delete([final])
+        FileSystems.rename([tmp], [final])
+        panoramas = sum(len(json.loads(dict(s.members)["json"])["panoramas"]) for s in samples)
+        stats = {"shard": f"shards/{shard.split}/{shard.name}.tar", "metro": shard.metro, "split": shard.split,
+                 "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
+                 "panoramas": panoramas, "first_key": samples[0].key, "last_key": samples[-1].key}
+        with FileSystems.create(f"{folder}/{shard.name}.stats.json") as f:
+            f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
+        inc_counter("shards", "written")
+        inc_counter("shards", "bytes", nbytes)
+        yield stats
+
+
+def _plan(element: tuple[tuple[str, str], Iterable[tuple[str, int]]], max_samples: int,
+          max_bytes: int) -> Iterator[tuple[str, tuple[str, str, int]]]:
+    (metro, split), sizes = element
+    for number, keys in enumerate(plan_shards(sizes, max_samples, max_bytes)):
+        for key in keys:
+            yield f"{metro}/{key}", (metro, split, number)  # a plain tuple: a deterministic GroupByKey key
+
+
+@dataclass(eq=False)
+class WriteShards(beam.PTransform):
+    """``EncodedSample``s -> ``DIR/shards/{split}/{metro}-{split}-{NNNNNN}.tar`` plus a stats JSON each.
+
+    Shards are planned from sample sizes alone (keys in S2 order, cut at ``max_samples`` or
+    ``max_bytes``), so a worker holds one shard's samples at most, never a whole metro.
+    """
+
+    out_dir: str
+    max_samples: int
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        if self.max_samples < 1 or self.max_bytes < 1:
+            raise ValueError("shard limits must be positive")
+
+    def expand(self, samples: Any) -> Any:
+        plan = (samples
+                | "Sizes" >> beam.Map(lambda s: ((s.metro, s.split), (s.key, s.nbytes)))
+                | "GroupSizes" >> beam.GroupByKey()
+                | "Plan" >> beam.FlatMap(_plan, self.max_samples, self.max_bytes))
+        return (samples
+                | "ToShard" >> beam.Map(lambda s, shard_of: (shard_of[f"{s.metro}/{s.key}"], s),
+                                        beam.pvalue.AsDict(plan))
+                | "GroupShards" >> beam.GroupByKey()
+                | "Write" >> beam.ParDo(_WriteShard(self.out_dir)))
+
+
+def encode(element: tuple[SampleKey, dict[str, Any]]) -> EncodedSample:
+    key, sample = element
+    return encode_sample(key.metro, key.split, key.name, {"json": sample})

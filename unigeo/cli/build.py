@@ -1,0 +1,64 @@
+"""``unigeo build``: the Beam job from ``sources.yaml`` to shards, ledger, rejects and manifest."""
+
+from __future__ import annotations
+
+import click
+
+from unigeo.cli.options import verbosity
+from unigeo.errors import UniGeoError
+
+DEFAULTS = {"level": 16, "max_panos": 120, "holdout_year": 2023, "years": "2017-2024", "seed": 0}
+
+
+def format_summary(manifest: dict) -> str:
+    c = manifest["counts"]["overall"]
+    lines = [
+        f"panoramas: {c['inputs']} in = {c['kept']} kept + {c['not_selected']} not selected + {c['rejected']} rejected",
+        "rejected: " + (", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"),
+        f"cells: {c['cells']} covered; samples: {c['samples']['train']} train, {c['samples']['test']} test",
+        f"shards: {c['shards']} ({c['shard_bytes'] / 1e6:.1f} MB) in {manifest['run']['duration_s']:.1f} s",
+    ]
+    for metro, m in manifest["counts"]["per_metro"].items():
+        lines.append(f"  {metro}: {m['cells']} cells, {m['inputs']} panoramas, {m['kept']} kept, "
+                     f"{m['samples']['train']} train / {m['samples']['test']} test samples")
+    lines.append("counters:")
+    lines += [f"  {k}: {v}" for k, v in manifest["counters"].items()]
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--config", "config_path", required=True, help="sources.yaml (local path or gs:// / s3:// URL).")
+@click.option("--out", required=True, help="Output folder (local path or URL).")
+@click.option("--level", type=click.IntRange(0, 30), default=DEFAULTS["level"], show_default=True,
+              help="S2 level of a location.")
+@click.option("--max-panos", type=click.IntRange(min=1), default=DEFAULTS["max_panos"], show_default=True,
+              help="Panoramas kept per cell and split (farthest-point sampling).")
+@click.option("--holdout-year", type=int, default=DEFAULTS["holdout_year"], show_default=True,
+              help="Imagery of this year is the test split.")
+@click.option("--years", default=DEFAULTS["years"], show_default=True,
+              help="Year range of the train split (the holdout year is excluded).")
+@click.option("--seed", type=int, default=DEFAULTS["seed"], show_default=True, help="Seed of every random choice.")
+@click.option("--parent-level", type=click.IntRange(0, 30), default=None,
+              help="S2 level of the coarse cells that spread the covering over workers [default: level - 6].")
+@click.option("--shard-max-samples", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--shard-max-mb", type=click.FloatRange(min=0, min_open=True), default=1024.0, show_default=True)
+@verbosity
+@click.pass_context
+def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos: int, holdout_year: int,
+          years: str, seed: int, parent_level: int | None, shard_max_samples: int, shard_max_mb: float) -> None:
+    """Build WebDataset shards from a sources.yaml.
+
+    Flags this command does not know go to Apache Beam, e.g. `--runner DataflowRunner --project P
+    --region R --temp_location gs://...` or `--direct_running_mode=multi_processing`. The runner is
+    DirectRunner unless `--runner` is given.
+    """
+    from pipeline.job import BuildOptions, run_build  # Beam is slow to import; keep --help fast
+
+    try:
+        opts = BuildOptions(level=level, max_panos=max_panos, holdout_year=holdout_year, years=years, seed=seed,
+                            parent_level=parent_level, shard_max_samples=shard_max_samples, shard_max_mb=shard_max_mb)
+        manifest = run_build(config_path, out, opts, list(ctx.args))
+    except UniGeoError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(format_summary(manifest))
+    click.echo(f"manifest: {out.rstrip('/')}/manifest.json")
