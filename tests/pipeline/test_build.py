@@ -1,0 +1,163 @@
+"""``unigeo build`` on the tiny synthetic world, end to end, then ``unigeo audit``."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipeline.shards import encode_sample, write_tar
+from unigeo.cli import cli
+
+BUILD_ARGS = ["--max-panos", "2", "--shard-max-samples", "4"]
+
+
+def build(world: Path, out: Path, *extra: str) -> dict:
+    result = CliRunner().invoke(cli, ["-q", "build", "--config", str(world / "sources.yaml"), "--out", str(out),
+                                      *BUILD_ARGS, *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "manifest.json").read_text())
+
+
+def audit(out: Path) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["audit", str(out)])
+    return result.exit_code, json.loads(result.output)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    build(tiny_world, out)
+    return out
+
+
+def test_build_accounts_for_every_panorama(built: Path, tiny_world_info: dict) -> None:
+    m = json.loads((built / "manifest.json").read_text())
+    c = m["counts"]["overall"]
+    assert c["inputs"] == tiny_world_info["counts"]["index_rows"]
+    assert c["inputs"] == c["kept"] + c["not_selected"] + c["rejected"]
+    assert c["kept"] > 0 and c["not_selected"] > 0 and c["samples"]["train"] > 0 and c["samples"]["test"] > 0
+    reasons = c["rejected_by_reason"]
+    assert {"outside_metros", "year_out_of_range", "bad_date", "duplicate_id_conflict"} <= set(reasons)
+    metro = m["counts"]["per_metro"]["riverton"]
+    assert metro["cells"] > 10 and metro["inputs"] + m["counts"]["unassigned"]["inputs"] == c["inputs"]
+    assert m["options"]["level"] == 16 and m["options"]["max_panos"] == 2 and m["seed"] == 0
+    assert m["counters"]["ingest/rows_in"] == c["inputs"]
+    ledger = pd.read_parquet(next((built / "ledger").glob("*.parquet")))
+    assert sorted(ledger["row"]) == list(range(c["inputs"]))
+    rejects = [json.loads(line) for f in (built / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(rejects) == c["rejected"] and all(r["reason"] and r["record"] for r in rejects)
+
+
+def test_shards_hold_the_kept_panoramas_in_their_split(built: Path) -> None:
+    m = json.loads((built / "manifest.json").read_text())
+    assert m["shards"] and all(s["samples"] <= 4 for s in m["shards"])
+    seen = []
+    for s in m["shards"]:
+        assert Path(built / s["shard"]).name.startswith(f"riverton-{s['split']}-")
+        with tarfile.open(built / s["shard"]) as tar:
+            for info in tar:
+                meta = json.loads(tar.extractfile(info).read())  # type: ignore[union-attr]
+                assert info.name == f"{meta['cell']}_{meta['split']}.json" and meta["split"] == s["split"]
+                years = {int(p["captured_at"][:4]) for p in meta["panoramas"]}
+                assert (years == {2023}) if s["split"] == "test" else (2023 not in years)
+                assert 1 <= len(meta["panoramas"]) <= 2
+                seen += [p["row"] for p in meta["panoramas"]]
+    assert len(seen) == len(set(seen)) == m["counts"]["overall"]["kept"]
+
+
+def test_audit_passes_on_a_clean_build(built: Path) -> None:
+    code, result = audit(built)
+    assert code == 0 and result["ok"], result["violations"]
+    assert result["checked"]["ledger_rows"] == result["checked"]["input_rows"]
+
+
+def corrupt_copy(built: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(built, out)
+    return out
+
+
+def test_audit_catches_a_corrupted_shard(built: Path, tmp_path: Path) -> None:
+    out = corrupt_copy(built, tmp_path)
+    shard = out / json.loads((out / "manifest.json").read_text())["shards"][0]["shard"]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    code, result = audit(out)
+    assert code == 1 and any("sha256" in v for v in result["violations"])
+
+
+def test_audit_catches_a_missing_ledger_row(built: Path, tmp_path: Path) -> None:
+    out = corrupt_copy(built, tmp_path)
+    path = next((out / "ledger").glob("*.parquet"))
+    ledger = pd.read_parquet(path)
+    ledger.iloc[1:].to_parquet(path)
+    code, result = audit(out)
+    assert code == 1 and any("missing from the ledger" in v for v in result["violations"])
+
+
+def test_audit_catches_split_leakage(built: Path, tmp_path: Path) -> None:
+    """A 2023 panorama moved into a train sample, with the manifest's checksum updated to hide it."""
+    out = corrupt_copy(built, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = next(s for s in manifest["shards"] if s["split"] == "train")
+    path = out / entry["shard"]
+    with tarfile.open(path) as tar:
+        samples = [(i.name.split(".")[0], json.loads(tar.extractfile(i).read())) for i in tar]  # type: ignore[union-attr]
+    samples[0][1]["panoramas"][0]["captured_at"] = "2023-05-01T00:00:00Z"
+    buf = io.BytesIO()
+    entry["bytes"], entry["sha256"] = write_tar(
+        buf, [encode_sample("riverton", "train", k, {"json": meta}) for k, meta in samples])
+    path.write_bytes(buf.getvalue())
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    code, result = audit(out)
+    assert code == 1 and any("of 2023 in a train sample" in v for v in result["violations"])
+    assert not any("sha256" in v for v in result["violations"])
+
+
+def test_audit_catches_a_missing_shard_and_a_bad_manifest(built: Path, tmp_path: Path) -> None:
+    out = corrupt_copy(built, tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / manifest["shards"][0]["shard"]).unlink()
+    code, result = audit(out)
+    assert code == 1 and any("missing" in v for v in result["violations"])
+    (out / "manifest.json").write_text("{")
+    assert audit(out)[0] == 1
+
+
+@pytest.mark.slow
+def test_same_inputs_same_shard_bytes_on_every_runner_mode(built: Path, tiny_world: Path, tmp_path: Path) -> None:
+    again = build(tiny_world, tmp_path / "again")
+    multi = build(tiny_world, tmp_path / "multi", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    first = json.loads((built / "manifest.json").read_text())
+
+    def digests(m: dict) -> list[tuple[str, str]]:
+        return [(s["shard"], s["sha256"]) for s in m["shards"]]
+
+    assert digests(again) == digests(first) == digests(multi)
+    assert audit(tmp_path / "multi")[0] == 0
+
+
+def test_a_rebuild_replaces_earlier_outputs(built: Path, tiny_world: Path, tmp_path: Path) -> None:
+    out = corrupt_copy(built, tmp_path)
+    (out / "shards" / "train" / "riverton-train-000099.tar").write_bytes(b"stale")
+    m = build(tiny_world, out, "--max-panos", "1")
+    assert not (out / "shards" / "train" / "riverton-train-000099.tar").exists()
+    assert m["options"]["max_panos"] == 1 and audit(out)[0] == 0
+
+
+def test_bad_options_and_configs_fail_before_running(tiny_world: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(cli, ["build", "--config", str(tiny_world / "sources.yaml"), "--out", str(tmp_path),
+                            "--years", "2024-2017"])
+    assert r.exit_code == 1 and "2017-2024" in r.output
+    r = runner.invoke(cli, ["build", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "not found" in r.output
+    assert not (tmp_path / "manifest.json").exists()

@@ -1,0 +1,102 @@
+"""Each transform once in a TestPipeline, on small real inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from shapely.geometry import box
+
+from pipeline.cells import cell_token, cover
+from pipeline.shards import encode_sample
+from pipeline.transforms import REJECTS, AssignCells, CoverMetros, ReadPanoramas, SelectPanoramas, WriteShards
+from pipeline.types import Pano, SampleKey
+from sources.panoramas import read_panorama_index
+from unigeo import reasons
+
+ROW = {"pano_id": "p", "lat": 42.35, "lon": -71.07, "heading_deg": 10.0, "captured_at": "2019-05-01", "uri": "a.jpg"}
+METRO = box(-71.08, 42.34, -71.06, 42.36)
+
+
+def pano(i: int, lat: float = 42.35, lon: float = -71.07, year: int = 2019) -> Pano:
+    return Pano(i, f"p{i:03d}", lat, lon, 0.0, f"{year}-06-01", year, f"/x/p{i}.jpg")
+
+
+def test_read_panoramas_across_row_groups(tmp_path: Path) -> None:
+    rows = [{**ROW, "pano_id": f"p{i}", "lat": 42.35 + i * 1e-4} for i in range(6)]
+    rows[1]["captured_at"] = "never"
+    rows += [{**rows[0]}, {**rows[2], "lat": 42.0}]  # an exact repeat of row 0; p2 again elsewhere
+    path = tmp_path / "i.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(rows)), path, row_group_size=3)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    expected = read_panorama_index(str(path))
+    with TestPipeline() as p:
+        out = p | ReadPanoramas(str(path), str(tmp_path))
+        assert_that(out["good"] | beam.Map(lambda x: (x.row, x.pano_id)),
+                    equal_to(list(zip(expected.good["row"], expected.good["pano_id"]))), label="good")
+        assert_that(out[REJECTS] | beam.Map(lambda r: (r.row, r.reason)),
+                    equal_to([(1, reasons.BAD_DATE), (2, reasons.DUPLICATE_ID_CONFLICT), (6, reasons.DUPLICATE_ROW),
+                              (7, reasons.DUPLICATE_ID_CONFLICT)]), label="rejects")
+    assert sorted(expected.good["row"]) == [0, 3, 4, 5]
+
+
+def test_assign_cells_keys_and_rejects() -> None:
+    wkb = [("boston", shapely.to_wkb(METRO))]
+    inputs = [pano(0), pano(1, year=2023), pano(2, lat=42.5), pano(3, year=2015)]
+    with TestPipeline() as p:
+        out = p | beam.Create(inputs) | AssignCells(wkb, 16, 2023, (2017, 2024))
+        cell = cell_token(42.35, -71.07, 16)
+        assert_that(out.keyed | beam.Map(lambda kv: (kv[0], kv[1].row)),
+                    equal_to([(SampleKey("boston", cell, "train"), 0), (SampleKey("boston", cell, "test"), 1)]),
+                    label="keyed")
+        assert_that(out[REJECTS] | beam.Map(lambda r: (r.row, r.reason, r.metro)),
+                    equal_to([(2, reasons.OUTSIDE_METROS, ""), (3, reasons.YEAR_OUT_OF_RANGE, "boston")]),
+                    label="rejects")
+
+
+def test_overlapping_metros_give_a_cell_to_the_first_one() -> None:
+    wkb = [("a", shapely.to_wkb(box(-71.08, 42.34, -71.07, 42.36))), ("b", shapely.to_wkb(METRO))]
+    # Inside b only, but its cell also touches a: a gets it.
+    p0 = pano(0, lon=-71.0699)
+    with TestPipeline() as p:
+        out = p | beam.Create([p0]) | AssignCells(wkb, 14, 2023, (2017, 2024))
+        assert_that(out.keyed | beam.Map(lambda kv: kv[0].metro), equal_to(["a"]))
+
+
+def test_select_keeps_max_panos_by_farthest_points() -> None:
+    key = SampleKey("boston", cell_token(42.35, -71.07, 16), "train")
+    group = [pano(i, lat=42.35 + (i % 4) * 2e-4, lon=-71.07 + (i // 4) * 2e-4) for i in range(12)]
+    with TestPipeline() as p:
+        out = p | beam.Create([(key, x) for x in group]) | SelectPanoramas(max_panos=5, seed=0, level=16)
+        assert_that(out.samples | beam.Map(lambda kv: (kv[0], len(kv[1]["panoramas"]), kv[1]["panoramas_in_cell"])),
+                    equal_to([(key, 5, 12)]), label="samples")
+        assert_that(out.ledger | beam.Map(lambda r: r.status) | beam.combiners.Count.PerElement(),
+                    equal_to([("kept", 5), ("not_selected", 7)]), label="ledger")
+
+
+def test_cover_metros_matches_the_pure_function() -> None:
+    geom = box(-71.075, 42.345, -71.065, 42.352)
+    with TestPipeline() as p:
+        cells = p | CoverMetros([("m", shapely.to_wkb(geom))], 16, 12)
+        assert_that(cells | beam.Map(lambda c: c["cell"]), equal_to(cover(geom, 16)))
+
+
+def test_write_shards_bounds_and_reads_back(tmp_path: Path) -> None:
+    samples = [encode_sample("m", "train", f"89e{i:03d}_train", {"json": {"i": i, "panoramas": [{}] * i}})
+               for i in range(7)]
+    with TestPipeline() as p:
+        stats = p | beam.Create(samples) | WriteShards(str(tmp_path), max_samples=3, max_bytes=10**9)
+        assert_that(stats | beam.Map(lambda s: (s["shard"], s["samples"], s["panoramas"])),
+                    equal_to([("shards/train/m-train-000000.tar", 3, 3), ("shards/train/m-train-000001.tar", 3, 12),
+                              ("shards/train/m-train-000002.tar", 1, 6)]))
+    written = sorted(p.name for p in (tmp_path / "shards" / "train").iterdir())
+    assert written == [f"m-train-00000{i}.{ext}" for i in range(3) for ext in ("stats.json", "tar")]
+    stats0 = json.loads((tmp_path / "shards/train/m-train-000000.stats.json").read_text())
+    assert stats0["first_key"] == "89e000_train" and stats0["bytes"] == (tmp_path / stats0["shard"]).stat().st_size
