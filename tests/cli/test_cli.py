@@ -18,8 +18,7 @@ def test_help_lists_every_command_of_the_contract() -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["build", "--config", "s.yaml", "--out", "o", "--runner", "DataflowRunner", "--project", "p"],
-    ["report", "d"], ["audit", "d"], ["train", "--data", "d", "--out", "r"],
+    ["report", "d"], ["train", "--data", "d", "--out", "r"],
     ["eval", "--data", "d", "--checkpoint", "r/model.pt"],
 ])
 def test_commands_not_built_yet_say_so_with_exit_2(args: list[str]) -> None:
@@ -46,3 +45,11 @@ def test_synth_rejects_bad_options(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "huge" in result.output
     result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--pano-width", "101"])
     assert result.exit_code == 1 and "even number" in result.output
+
+
+def test_demo_runs_synth_build_and_audit(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(tmp_path / "d"), "--size", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert '"ok": true' in result.output
+    manifest = json.loads((tmp_path / "d" / "data" / "manifest.json").read_text())
+    assert manifest["counts"]["overall"]["kept"] > 0 and manifest["shards"]

@@ -39,7 +39,7 @@ def test_plan_shards_respects_both_limits_and_key_order() -> None:
 
 
 def samples() -> list:
-    return [encode_sample("m", "train", f"89e{i}_train", {"json": {"i": i, "name": "ä"}, "dsm.npy": b"\x00" * (i * 300)})
+    return [encode_sample("m", "train", f"89e{i}_train", {"json": {"i": i, "name": "ä"}, "dsm.npy": bytes(i * 300)})
             for i in range(5)]
 
 

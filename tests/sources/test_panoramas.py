@@ -124,3 +124,24 @@ def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "i.xlsx").write_text("x")
     with pytest.raises(SourceError, match="unknown panorama index format"):
         read_panorama_index(str(tmp_path / "i.xlsx"))
+
+
+def test_chunks_number_rows_across_row_groups(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sources.panoramas import index_chunks, read_chunk
+
+    df = pd.DataFrame([{**GOOD, "pano_id": f"p{i}"} for i in range(7)])
+    df.loc[5, "lat"] = 100.0
+    pq.write_table(pa.Table.from_pandas(df), tmp_path / "i.parquet", row_group_size=3)
+    chunks = index_chunks(str(tmp_path / "i.parquet"))
+    assert [(c.part, c.row_offset, c.n_rows) for c in chunks] == [(0, 0, 3), (1, 3, 3), (2, 6, 1)]
+    pieces = [piece for c in chunks for piece in read_chunk(c)]
+    assert [(offset, len(d)) for offset, d in pieces] == [(0, 3), (3, 3), (6, 1)]
+    table = read_panorama_index(str(tmp_path / "i.parquet"))
+    assert table.rejects[["row", "reason"]].values.tolist() == [[5, reasons.BAD_LAT]]
+    df.to_csv(tmp_path / "i.csv", index=False)
+    csv_chunks = index_chunks(str(tmp_path / "i.csv"))
+    assert [(c.part, c.n_rows) for c in csv_chunks] == [(-1, -1)]
+    assert [(o, len(d)) for o, d in read_chunk(csv_chunks[0], csv_rows=4)] == [(0, 4), (4, 3)]

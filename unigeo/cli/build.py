@@ -10,7 +10,7 @@ from unigeo.errors import UniGeoError
 DEFAULTS = {"level": 16, "max_panos": 120, "holdout_year": 2023, "years": "2017-2024", "seed": 0}
 
 
-def format_summary(manifest: dict) -> str:
+def format_summary(manifest: dict, counters: bool = True) -> str:
     c = manifest["counts"]["overall"]
     lines = [
         f"panoramas: {c['inputs']} in = {c['kept']} kept + {c['not_selected']} not selected + {c['rejected']} rejected",
@@ -21,8 +21,9 @@ def format_summary(manifest: dict) -> str:
     for metro, m in manifest["counts"]["per_metro"].items():
         lines.append(f"  {metro}: {m['cells']} cells, {m['inputs']} panoramas, {m['kept']} kept, "
                      f"{m['samples']['train']} train / {m['samples']['test']} test samples")
-    lines.append("counters:")
-    lines += [f"  {k}: {v}" for k, v in manifest["counters"].items()]
+    if counters:
+        lines.append("counters:")
+        lines += [f"  {k}: {v}" for k, v in manifest["counters"].items()]
     return "\n".join(lines)
 
 

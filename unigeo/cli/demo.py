@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import click
 
+from unigeo.cli.build import format_summary
 from unigeo.cli.options import seed_option, size_option, verbosity
 from unigeo.cli.synth import run_synth
+from unigeo.errors import UniGeoError
 
 
 @click.command()
@@ -17,11 +20,24 @@ from unigeo.cli.synth import run_synth
 @seed_option
 @verbosity
 def demo(out: str, size: str, seed: int) -> None:
-    """Synthetic world -> build -> report -> short training -> eval table.
+    """Synthetic world -> build -> audit (-> report -> short training -> eval table, as they land)."""
+    from pipeline.audit import audit
+    from pipeline.job import BuildOptions, run_build
 
-    This version runs the first stage, writes the synthetic world and reads every file back.
-    """
     world = os.path.join(out, "world")
+    data = os.path.join(out, "data")
+    click.echo(f"1/3 synthetic world -> {world}")
     run_synth(world, size, seed, "procedural", True, None)
-    click.echo(f"\nworld written: {world}/sources.yaml (panoramas in {world}/panos/)")
-    click.echo("next stages (build, report, train, eval) are not built yet in this version.")
+    click.echo(f"\n2/3 build (Beam, DirectRunner) -> {data}")
+    try:
+        manifest = run_build(os.path.join(world, "sources.yaml"), data, BuildOptions(seed=seed), [])
+    except UniGeoError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(format_summary(manifest, counters=False))
+    click.echo(f"\n3/3 audit {data}")
+    result = audit(data)
+    click.echo(json.dumps({k: result[k] for k in ("ok", "n_violations", "checked")}, indent=2))
+    if not result["ok"]:
+        raise click.ClickException("audit found violations: " + "; ".join(result["violations"][:5]))
+    click.echo(f"\ndone: shards in {data}/shards, manifest {data}/manifest.json. "
+               "Report, training and evaluation are not built yet in this version.")
