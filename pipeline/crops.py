@@ -1,0 +1,133 @@
+"""Pinhole crops from equirectangular panoramas: camera maths, seeded parameters, fast decode+remap.
+
+Conventions (see the design contract): a panorama's centre column looks along ``heading_deg``
+(compass bearing) and bearing grows to the right; rows run from +90 degrees (top) to -90. A crop
+looks along compass bearing ``yaw`` at ``pitch`` degrees above the horizon, with horizontal field of
+view ``fov``; crops are square and never rolled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+
+DEFAULT_PITCH = (-5.0, 15.0)
+DEFAULT_FOV = (60.0, 100.0)
+DRAFT_SCALES = (8, 4, 2, 1)  # the DCT scalings libjpeg offers
+
+
+class CropParams(NamedTuple):
+    yaw: float
+    pitch: float
+    fov: float
+
+    def as_json(self) -> dict[str, float]:
+        return {"yaw": round(self.yaw, 4), "pitch": round(self.pitch, 4), "fov": round(self.fov, 4)}
+
+
+def crop_params(seed: int, pano_id: str, index: int, pitch_range: tuple[float, float] = DEFAULT_PITCH,
+                fov_range: tuple[float, float] = DEFAULT_FOV) -> CropParams:
+    """Parameters of crop ``index`` of a panorama: yaw uniform over 360, pitch and fov uniform in their
+    ranges, from a generator seeded by (seed, pano_id, index) alone."""
+    pid = int.from_bytes(hashlib.sha256(pano_id.encode()).digest()[:8], "big")
+    rng = np.random.default_rng([seed, pid, index])
+    return CropParams(float(rng.uniform(0.0, 360.0)), float(rng.uniform(*pitch_range)), float(rng.uniform(*fov_range)))
+
+
+def focal_px(fov_deg: float, size: int) -> float:
+    """Focal length in pixels of a ``size``-px crop with horizontal field of view ``fov_deg``."""
+    return size / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
+
+
+def needed_width(fov_deg: float, size: int) -> float:
+    """Panorama width whose pixels are as fine as the crop's centre pixels (2*pi*focal)."""
+    return 2.0 * math.pi * focal_px(fov_deg, size)
+
+
+def draft_scale(pano_width: int, crops: list[CropParams], size: int) -> int:
+    """The largest DCT scale (8, 4, 2, 1) that keeps every crop's angular resolution."""
+    need = max(needed_width(c.fov, size) for c in crops)
+    for s in DRAFT_SCALES:
+        if pano_width / s >= need:
+            return s
+    return 1
+
+
+def crop_rays(params: CropParams, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Compass bearing and elevation (degrees) of every pixel centre of a crop, each (size, size)."""
+    yaw, pitch = math.radians(params.yaw), math.radians(params.pitch)
+    f = focal_px(params.fov, size)
+    c = (np.arange(size, dtype=np.float64) + 0.5 - size / 2.0) / f
+    x, y = np.meshgrid(c, -c)  # x to the right, y up
+    forward = np.array([math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
+    right = np.array([math.cos(yaw), -math.sin(yaw), 0.0])
+    up = np.cross(right, forward)
+    ray = forward[None, None, :] + x[..., None] * right + y[..., None] * up
+    east, north, upv = ray[..., 0], ray[..., 1], ray[..., 2]
+    bearing = np.degrees(np.arctan2(east, north)) % 360.0
+    elevation = np.degrees(np.arctan2(upv, np.hypot(east, north)))
+    return bearing, elevation
+
+
+def crop_map(pano_w: int, pano_h: int, heading_deg: float, params: CropParams, size: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Source pixel coordinates (x wrapped into [0, pano_w), y clamped) for ``cv2.remap``; float32."""
+    bearing, elevation = crop_rays(params, size)
+    map_x = (((bearing - heading_deg) / 360.0 + 0.5) * pano_w - 0.5) % pano_w
+    map_y = np.clip((90.0 - elevation) / 180.0 * pano_h - 0.5, 0.0, pano_h - 1.0)
+    return map_x.astype(np.float32), map_y.astype(np.float32)
+
+
+def remap(pano: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Bilinear sampling with the 0/360 seam wrapped (OpenCV)."""
+    return cv2.remap(pano, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+
+
+def remap_numpy(pano: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """The same bilinear sampling in plain numpy: the reference and the benchmark's baseline."""
+    h, w = pano.shape[:2]
+    x0 = np.floor(map_x).astype(np.int64)
+    y0 = np.floor(map_y).astype(np.int64)
+    fx = (map_x - x0)[..., None]
+    fy = (map_y - y0)[..., None]
+    x1 = (x0 + 1) % w
+    x0 %= w
+    y1 = np.minimum(y0 + 1, h - 1)
+    img = pano.astype(np.float32)
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+
+
+def decode(jpeg: bytes, scale: int = 1) -> np.ndarray:
+    """Decode a JPEG to RGB at 1/``scale`` of its size with libjpeg's DCT scaling (Pillow ``draft``).
+
+    Raises:
+        OSError: not a JPEG, or truncated.
+    """
+    with Image.open(io.BytesIO(jpeg)) as img:
+        if scale > 1:
+            img.draft("RGB", (img.width // scale, img.height // scale))
+        return np.asarray(img.convert("RGB"))
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, optimize=False)
+    return buf.getvalue()
+
+
+def render_crops(jpeg: bytes, heading_deg: float, params: list[CropParams], size: int, quality: int = 90
+                 ) -> list[bytes]:
+    """Decode a panorama once, at the smallest scale every crop allows, and render each crop as JPEG."""
+    with Image.open(io.BytesIO(jpeg)) as probe:
+        width = probe.width
+    pano = decode(jpeg, draft_scale(width, params, size))
+    h, w = pano.shape[:2]
+    return [encode_jpeg(remap(pano, *crop_map(w, h, heading_deg, p, size)), quality) for p in params]
