@@ -59,28 +59,51 @@ def draft_scale(pano_width: int, crops: list[CropParams], size: int) -> int:
     return 1
 
 
-def crop_rays(params: CropParams, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Compass bearing and elevation (degrees) of every pixel centre of a crop, each (size, size)."""
-    yaw, pitch = math.radians(params.yaw), math.radians(params.pitch)
-    f = focal_px(params.fov, size)
-    c = (np.arange(size, dtype=np.float64) + 0.5 - size / 2.0) / f
+def _rays(yaw_deg: float, pitch_deg: float, f: float, centres: np.ndarray, size: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Bearing and elevation (degrees) of rays through pixel positions ``centres`` (both axes)."""
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    c = (centres - size / 2.0) / f
     x, y = np.meshgrid(c, -c)  # x to the right, y up
     forward = np.array([math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
     right = np.array([math.cos(yaw), -math.sin(yaw), 0.0])
     up = np.cross(right, forward)
     ray = forward[None, None, :] + x[..., None] * right + y[..., None] * up
     east, north, upv = ray[..., 0], ray[..., 1], ray[..., 2]
-    bearing = np.degrees(np.arctan2(east, north)) % 360.0
-    elevation = np.degrees(np.arctan2(upv, np.hypot(east, north)))
-    return bearing, elevation
+    return np.degrees(np.arctan2(east, north)), np.degrees(np.arctan2(upv, np.hypot(east, north)))
+
+
+def crop_rays(params: CropParams, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Compass bearing in [0, 360) and elevation (degrees) of every pixel centre of a crop, each (size, size)."""
+    bearing, elevation = _rays(params.yaw, params.pitch, focal_px(params.fov, size), np.arange(size) + 0.5, size)
+    return bearing % 360.0, elevation
+
+
+def crop_angles(params: CropParams, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bearing relative to ``yaw`` (degrees, in (-180, 180]) and elevation of every crop pixel; float32.
+
+    Without roll, a pixel at normalised image coordinates (x right, y up) looks along
+    east = x, north = cos(pitch) - y sin(pitch), up = sin(pitch) + y cos(pitch) in a frame turned by
+    ``yaw``; north and up depend on the row alone, so only the two arctangents are per pixel.
+    """
+    pitch = math.radians(params.pitch)
+    c = ((np.arange(size, dtype=np.float32) + 0.5 - size / 2.0) / np.float32(focal_px(params.fov, size)))
+    x = c[None, :]
+    y = -c[:, None]
+    north = np.float32(math.cos(pitch)) - y * np.float32(math.sin(pitch))
+    up = np.float32(math.sin(pitch)) + y * np.float32(math.cos(pitch))
+    rel = np.degrees(np.arctan2(x, north))
+    elevation = np.degrees(np.arctan2(up, np.sqrt(x * x + north * north)))
+    return rel, elevation
 
 
 def crop_map(pano_w: int, pano_h: int, heading_deg: float, params: CropParams, size: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """Source pixel coordinates (x wrapped into [0, pano_w), y clamped) for ``cv2.remap``; float32."""
-    bearing, elevation = crop_rays(params, size)
-    map_x = (((bearing - heading_deg) / 360.0 + 0.5) * pano_w - 0.5) % pano_w
-    map_y = np.clip((90.0 - elevation) / 180.0 * pano_h - 0.5, 0.0, pano_h - 1.0)
+    rel, elevation = crop_angles(params, size)
+    offset = np.float32(((params.yaw - heading_deg) / 360.0 + 0.5) * pano_w - 0.5)
+    map_x = np.mod(rel * np.float32(pano_w / 360.0) + offset, np.float32(pano_w))
+    map_y = np.clip((np.float32(90.0) - elevation) * np.float32(pano_h / 180.0) - np.float32(0.5), 0.0, pano_h - 1.0)
     return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
@@ -105,6 +128,12 @@ def remap_numpy(pano: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.nd
     return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
 
 
+def _load(img: Image.Image, scale: int) -> np.ndarray:
+    if scale > 1:
+        img.draft("RGB", (img.width // scale, img.height // scale))
+    return np.asarray(img.convert("RGB"))
+
+
 def decode(jpeg: bytes, scale: int = 1) -> np.ndarray:
     """Decode a JPEG to RGB at 1/``scale`` of its size with libjpeg's DCT scaling (Pillow ``draft``).
 
@@ -112,9 +141,7 @@ def decode(jpeg: bytes, scale: int = 1) -> np.ndarray:
         OSError: not a JPEG, or truncated.
     """
     with Image.open(io.BytesIO(jpeg)) as img:
-        if scale > 1:
-            img.draft("RGB", (img.width // scale, img.height // scale))
-        return np.asarray(img.convert("RGB"))
+        return _load(img, scale)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -125,9 +152,12 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 def render_crops(jpeg: bytes, heading_deg: float, params: list[CropParams], size: int, quality: int = 90
                  ) -> list[bytes]:
-    """Decode a panorama once, at the smallest scale every crop allows, and render each crop as JPEG."""
-    with Image.open(io.BytesIO(jpeg)) as probe:
-        width = probe.width
-    pano = decode(jpeg, draft_scale(width, params, size))
+    """Decode a panorama once, at the smallest scale every crop allows, and render each crop as JPEG.
+
+    Raises:
+        OSError: the JPEG cannot be decoded.
+    """
+    with Image.open(io.BytesIO(jpeg)) as img:
+        pano = _load(img, draft_scale(img.width, params, size))
     h, w = pano.shape[:2]
     return [encode_jpeg(remap(pano, *crop_map(w, h, heading_deg, p, size)), quality) for p in params]

@@ -151,3 +151,17 @@ def test_crop_params_are_seeded_per_panorama_and_index() -> None:
     assert max(c.yaw for c in many) > 330 and min(c.yaw for c in many) < 30
     custom = crop_params(0, "p", 0, pitch_range=(0.0, 0.0), fov_range=(75.0, 75.0))
     assert custom.pitch == 0.0 and custom.fov == 75.0
+
+
+def test_fast_map_matches_the_float64_ray_reference() -> None:
+    from pipeline.crops import crop_rays
+
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        p = CropParams(float(rng.uniform(0, 360)), float(rng.uniform(-89, 89)), float(rng.uniform(30, 120)))
+        bearing, elevation = crop_rays(p, 128)
+        mx, my = crop_map(8192, 4096, HEADING, p, 128)
+        ex = (((bearing - HEADING) / 360.0 + 0.5) * 8192 - 0.5) % 8192
+        ey = np.clip((90.0 - elevation) / 180.0 * 4096 - 0.5, 0, 4095)
+        dx = np.abs(mx - ex)
+        assert np.minimum(dx, 8192 - dx).max() < 0.1 and np.abs(my - ey).max() < 0.1
