@@ -1,0 +1,143 @@
+"""Read aerial/DSM tiles on a target grid from source rasters of any CRS and resolution.
+
+``RasterStack`` opens each raster once (a Beam DoFn keeps one per worker). A tile is read in four
+steps: the target grid's pixel centres are projected into the source raster on a coarse lattice
+and interpolated in between (the projection is smooth over a tile; exact at the lattice nodes);
+the source window they span is read once, decimated by GDAL (from overviews where the file has
+them, averaging for imagery) when the source is much finer than the target; then ``cv2.remap``
+samples it bilinearly. Several files of one epoch are mosaicked in order, each filling what is
+still empty.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import rasterio
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from sources.fileio import gdal_path
+
+LATTICE = 9  # nodes per side of the exactly projected coarse lattice
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(src: str, dst: str) -> Transformer:
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _interp_matrix(size: int, nodes: np.ndarray) -> np.ndarray:
+    """(size, len(nodes)) linear interpolation weights from ``nodes`` to positions 0 .. size-1."""
+    pos = np.arange(size, dtype=np.float64)
+    k = np.clip(np.searchsorted(nodes, pos, side="right") - 1, 0, nodes.size - 2)
+    t = (pos - nodes[k]) / (nodes[k + 1] - nodes[k])
+    m = np.zeros((size, nodes.size))
+    m[np.arange(size), k] = 1 - t
+    m[np.arange(size), k + 1] = t
+    return m
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Target grid: CRS, affine coefficients (a, b, c, d, e, f) and size in pixels."""
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    size: int
+
+
+class RasterStack:
+    """Open rasters of one kind (aerial or DSM), read on demand onto target grids."""
+
+    def __init__(self, paths: list[str], kind: str) -> None:
+        if kind not in ("aerial", "dsm"):
+            raise ValueError(f"kind must be aerial or dsm, got {kind!r}")
+        self.kind = kind
+        self.datasets = {p: rasterio.open(gdal_path(p)) for p in paths}
+
+    def close(self) -> None:
+        for ds in self.datasets.values():
+            ds.close()
+
+    def _source_coords(self, ds: rasterio.DatasetReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        """Source pixel coordinates (col, row; pixel centres at integers) of every target pixel centre."""
+        a, b, c, d, e, f = grid.transform
+        nodes = np.linspace(0, grid.size - 1, LATTICE)
+        gx, gy = np.meshgrid(nodes + 0.5, nodes + 0.5)
+        xs, ys = c + gx * a + gy * b, f + gx * d + gy * e
+        sx, sy = _transformer(grid.crs, ds.crs.to_wkt()).transform(xs, ys)
+        inv = ~ds.transform
+        cols = inv.a * np.asarray(sx) + inv.b * np.asarray(sy) + inv.c - 0.5
+        rows = inv.d * np.asarray(sx) + inv.e * np.asarray(sy) + inv.f - 0.5
+        m = _interp_matrix(grid.size, nodes)
+        return m @ cols @ m.T, m @ rows @ m.T
+
+    def read_one(self, path: str, grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
+        """(data, valid) of one raster on ``grid``, or None when it does not reach the grid.
+
+        ``data`` is (size, size, 3) uint8 for aerial, (size, size) float32 metres for DSM (NaN where
+        unknown); ``valid`` is a boolean (size, size) mask.
+        """
+        ds = self.datasets[path]
+        cols, rows = self._source_coords(ds, grid)
+        c0, c1 = math.floor(cols.min()) - 1, math.ceil(cols.max()) + 2
+        r0, r1 = math.floor(rows.min()) - 1, math.ceil(rows.max()) + 2
+        c0, r0 = max(c0, 0), max(r0, 0)
+        c1, r1 = min(c1, ds.width), min(r1, ds.height)
+        if c1 - c0 < 2 or r1 - r0 < 2:
+            return None
+        # Source pixels per target pixel; decimate the read when the source is much finer.
+        step = max(1.0, min(float(np.median(np.hypot(np.diff(cols, axis=1), np.diff(rows, axis=1)))), 64.0))
+        factor = 2 ** int(math.floor(math.log2(step))) if step >= 2 else 1
+        out_w, out_h = max(2, math.ceil((c1 - c0) / factor)), max(2, math.ceil((r1 - r0) / factor))
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        bands = [1, 2, 3] if self.kind == "aerial" else [1]
+        resampling = Resampling.average if self.kind == "aerial" else Resampling.bilinear
+        data = ds.read(bands, window=window, out_shape=(len(bands), out_h, out_w), resampling=resampling)
+        mask = ds.read_masks(1, window=window, out_shape=(out_h, out_w), resampling=Resampling.nearest) > 0
+        sx = (out_w / (c1 - c0))
+        sy = (out_h / (r1 - r0))
+        map_x = ((cols - c0 + 0.5) * sx - 0.5).astype(np.float32)
+        map_y = ((rows - r0 + 0.5) * sy - 0.5).astype(np.float32)
+        inside = (map_x >= -0.5) & (map_x <= out_w - 0.5) & (map_y >= -0.5) & (map_y <= out_h - 0.5)
+        valid_src = mask.astype(np.float32)
+        valid = cv2.remap(valid_src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0.0) > 0.999
+        valid &= inside
+        if self.kind == "aerial":
+            img = np.ascontiguousarray(np.moveaxis(data, 0, -1))
+            out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out[~valid] = 0
+        else:
+            z = data[0].astype(np.float32)
+            if ds.nodata is not None and not np.isnan(ds.nodata):
+                z[z == np.float32(ds.nodata)] = np.nan
+            z[~mask] = np.nan
+            out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+            valid &= np.isfinite(out)
+            out[~valid] = np.nan
+        return out, valid
+
+    def read(self, paths: list[str], grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mosaic of ``paths`` (first file wins) on ``grid``, or None when none reaches it."""
+        result: tuple[np.ndarray, np.ndarray] | None = None
+        for path in paths:
+            one = self.read_one(path, grid)
+            if one is None:
+                continue
+            if result is None:
+                result = one
+            else:
+                data, valid = result
+                fill = ~valid & one[1]
+                data[fill] = one[0][fill]
+                result = (data, valid | one[1])
+            if result[1].all():
+                break
+        return result
