@@ -4,16 +4,20 @@ Checks: every shard's size, sha256 and sample count match the manifest, and no s
 extra; every input row appears exactly once in the ledger, and the ledger's sums match the manifest
 (inputs = kept + not_selected + rejected, per metro and overall); the kept panoramas are exactly the
 panoramas in the shards; no test-year panorama in a train sample and no other year in a test sample;
-no panorama in two samples; no sample key twice; no cell over ``max_panos``.
+no panorama in two samples; no sample key twice; no cell over ``max_panos``; every sample's crops,
+aerial and DSM members are present as its json says, decode, and have the configured shapes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from pipeline.manifest import ledger_counts
 from pipeline.outputs import MANIFEST, join, match, read_json, read_ledger, relative
@@ -51,6 +55,46 @@ def _input_rows(panoramas: str) -> int | None:
     from sources.panoramas import read_chunk
 
     return sum(len(df) for c in chunks for _, df in read_chunk(c))
+
+
+def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], imagery: dict[str, Any]) -> list[str]:
+    """Problems with a sample's image members: each listed member present, decodable, of the right shape."""
+    problems = []
+    crop_px, tile_px = imagery.get("crop_px"), imagery.get("tile_px")
+    listed = [c["member"] for p in meta["panoramas"] for c in p.get("crops", [])]
+    present = sorted(m for m in members if m.startswith("sv."))
+    if sorted(listed) != present:
+        problems.append(f"sample {key}: crops listed {len(listed)} != sv members {len(present)}")
+    for name in present:
+        try:
+            with Image.open(io.BytesIO(members[name])) as img:
+                img.load()
+                if img.mode != "RGB" or (crop_px and img.size != (crop_px, crop_px)):
+                    problems.append(f"sample {key}: {name} is {img.mode} {img.size}, expected RGB {crop_px}px")
+        except OSError as e:
+            problems.append(f"sample {key}: {name} does not decode: {e}")
+    for kind, member in (("aerial", "aerial.png"), ("dsm", "dsm.npy")):
+        if bool(meta.get(kind)) != (member in members):
+            problems.append(f"sample {key}: json and members disagree about {member}")
+            continue
+        if member not in members:
+            continue
+        try:
+            if kind == "aerial":
+                with Image.open(io.BytesIO(members[member])) as img:
+                    img.load()
+                    ok = img.mode == "RGB" and (not tile_px or img.size == (tile_px, tile_px))
+                    shape = f"{img.mode} {img.size}"
+            else:
+                arr = np.load(io.BytesIO(members[member]), allow_pickle=False)
+                ok = arr.dtype == np.float32 and (not tile_px or arr.shape == (tile_px, tile_px))
+                shape = f"{arr.dtype} {arr.shape}"
+        except (OSError, ValueError) as e:
+            problems.append(f"sample {key}: {member} does not decode: {e}")
+            continue
+        if not ok:
+            problems.append(f"sample {key}: {member} is {shape}, expected {tile_px}px")
+    return problems
 
 
 def audit(out: str) -> dict[str, Any]:
@@ -97,6 +141,8 @@ def audit(out: str) -> dict[str, Any]:
                 expected_key = f"{meta['cell']}_{meta['split']}"
                 if meta["split"] != s["split"] or meta["metro"] != s["metro"] or key != expected_key:
                     fail(f"{name}: sample {key} says metro {meta['metro']} split {meta['split']}")
+                for problem in check_members(key, meta, members, manifest["options"].get("imagery", {})):
+                    fail(f"{name}: {problem}")
                 panos = meta["panoramas"]
                 if len(panos) > options["max_panos"]:
                     fail(f"{name}: sample {key} holds {len(panos)} panoramas > max {options['max_panos']}")

@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cells import check_level, default_parent_level
+from pipeline.imagery import ImageryOptions, RenderSamples
 from pipeline.manifest import write_manifest
 from pipeline.metrics import counters
 from pipeline.split import parse_years
@@ -27,12 +28,12 @@ from pipeline.transforms import (
     ReadPanoramas,
     SelectPanoramas,
     WriteShards,
-    encode,
     reject_to_ledger,
 )
 from sources.config import SourcesConfig, load_config
 from sources.fileio import parent
 from sources.metros import Metro, read_boundary
+from sources.rasters import RasterSource, open_raster
 from unigeo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class BuildOptions:
     parent_level: int | None = None
     shard_max_samples: int = 1000
     shard_max_mb: float = 1024.0
+    imagery: ImageryOptions = dataclasses.field(default_factory=ImageryOptions)
 
     def __post_init__(self) -> None:
         try:
@@ -96,19 +98,25 @@ def _reject_json(r: Any) -> str:
     return json.dumps(r._asdict(), sort_keys=True, ensure_ascii=False)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], opts: BuildOptions, out: str) -> None:
+def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], opts: BuildOptions, out: str,
+                   aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
     """Add the build job's transforms to ``p``."""
     out = out.rstrip("/")
     wkb = [(m.name, shapely.to_wkb(m.geometry)) for m in metros]
     panos = p | "ReadPanoramas" >> ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
     assigned = panos["good"] | "AssignCells" >> AssignCells(wkb, opts.level, opts.holdout_year, opts.year_range)
     selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
+    rendered = selected.samples | "RenderSamples" >> RenderSamples(
+        opts.imagery, opts.seed, opts.holdout_year, opts.year_range,
+        [(r.path, r.date.isoformat()) for r in aerial], [(r.path, r.date.isoformat()) for r in dsm])
 
-    rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
-    (rejects
+    pano_rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
+    ((pano_rejects, rendered[REJECTS])
+     | "AllRejects" >> beam.Flatten()
      | "RejectsToJson" >> beam.Map(_reject_json)
-     | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/panoramas", file_name_suffix=".jsonl"))
-    ledger = (selected[LEDGER], rejects | "RejectsToLedger" >> beam.Map(reject_to_ledger)) | "Ledger" >> beam.Flatten()
+     | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
+    ledger = ((selected[LEDGER], rendered[LEDGER], pano_rejects | "RejectsToLedger" >> beam.Map(reject_to_ledger))
+              | "Ledger" >> beam.Flatten())
     (ledger
      | "LedgerRows" >> beam.Map(_ledger_dict)
      | "WriteLedger" >> beam.io.WriteToParquet(f"{out}/ledger/ledger", LEDGER_SCHEMA, file_name_suffix=".parquet"))
@@ -117,8 +125,7 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], op
      | "CoverMetros" >> CoverMetros(wkb, opts.level, opts.cover_parent_level)
      | "WriteCells" >> beam.io.WriteToParquet(f"{out}/cells/cells", CELLS_SCHEMA, file_name_suffix=".parquet"))
 
-    (selected.samples
-     | "Encode" >> beam.Map(encode)
+    (rendered.encoded
      | "WriteShards" >> WriteShards(out, opts.shard_max_samples, int(opts.shard_max_mb * 1024 * 1024)))
 
 
@@ -150,6 +157,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     """
     cfg = load_config(config_path)
     metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
+    aerial = [open_raster(r, "aerial") for r in cfg.aerial]
+    dsm = [open_raster(r, "dsm") for r in cfg.dsm]
     for m in metros:
         for repair in m.repairs:
             log.warning("metro %s: %s", m.name, repair)
@@ -162,7 +171,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
              config_path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
     p = beam.Pipeline(options=options)
-    build_pipeline(p, cfg, metros, opts, out)
+    build_pipeline(p, cfg, metros, opts, out, aerial, dsm)
     result = p.run()
     result.wait_until_finish()
     duration = time.time() - started

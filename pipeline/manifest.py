@@ -46,6 +46,18 @@ def ledger_counts(ledger: pd.DataFrame) -> dict[str, Any]:
     return {"overall": overall, "per_metro": per_metro, "unassigned": status_counts(ledger[ledger["metro"] == ""])}
 
 
+def reject_kinds(out: str) -> dict[str, dict[str, int]]:
+    """Rejected records per kind (panorama, tile, cell, ...) and reason, from ``DIR/rejects``."""
+    found: dict[str, dict[str, int]] = {}
+    for path in match(out, "rejects/*.jsonl"):
+        with FileSystems.open(path) as f:
+            for line in f.read().decode().splitlines():
+                r = json.loads(line)
+                by_reason = found.setdefault(r["kind"], {})
+                by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(found.items())}
+
+
 def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: dict[str, Any],
                    counters: dict[str, int], run: dict[str, Any]) -> dict[str, Any]:
     """Collect the outputs of a finished run into ``DIR/manifest.json``.
@@ -69,6 +81,12 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
     counts["overall"]["cells"] = int(len(cells))
     counts["overall"]["shards"] = len(shards)
     counts["overall"]["shard_bytes"] = int(sum(s["bytes"] for s in shards))
+    members: dict[str, int] = {}
+    for s in shards:
+        for kind, n in s.get("members", {}).items():
+            members[kind] = members.get(kind, 0) + n
+    counts["overall"]["members"] = dict(sorted(members.items()))
+    counts["overall"]["rejects_by_kind"] = reject_kinds(out)
     manifest = {
         "format": FORMAT,
         "unigeo_version": __version__,

@@ -23,9 +23,9 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.cells import cell_center, cell_polygon, cell_token, check_level, children_in, parent_cells
 from pipeline.fps import farthest_point_sample, first_index, local_metres
 from pipeline.metrics import inc_counter
-from pipeline.shards import EncodedSample, ShardId, encode_sample, plan_shards, write_tar
+from pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
 from pipeline.split import split_of
-from pipeline.types import KEPT, NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey
+from pipeline.types import NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey
 from sources.panoramas import DUPLICATE_VALUES, IndexChunk, check_rows, index_chunks, read_chunk, resolve_duplicates
 from unigeo import reasons
 
@@ -195,11 +195,9 @@ class _Select(beam.DoFn):
         order = farthest_point_sample(pts, self.max_panos, first_index(self.seed, key.name, len(panos)))
         chosen = set(order.tolist())
         kept = [panos[i] for i in order]
-        inc_counter("select", "kept", len(kept))
+        inc_counter("select", "selected", len(kept))
         inc_counter("select", "not_selected", len(panos) - len(kept))
         inc_counter("select", f"samples/{key.split}")
-        for p in kept:
-            yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, KEPT, ""))
         for i, p in enumerate(panos):
             if i not in chosen:
                 yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, NOT_SELECTED,
@@ -216,7 +214,8 @@ class _Select(beam.DoFn):
 @dataclass(eq=False)
 class SelectPanoramas(beam.PTransform):
     """``(SampleKey, Pano)`` -> one ``(SampleKey, sample json)`` per key with up to ``max_panos``
-    panoramas chosen by farthest-point sampling, and a ``LedgerRow`` per panorama (``ledger``)."""
+    panoramas chosen by farthest-point sampling, and a ``not_selected`` ``LedgerRow`` for each other
+    panorama (``ledger``); the imagery stage writes the selected panoramas' rows."""
 
     max_panos: int
     seed: int
@@ -311,9 +310,15 @@ class _WriteShard(beam.DoFn):
             FileSystems.delete([final])
         FileSystems.rename([tmp], [final])
         panoramas = sum(len(json.loads(dict(s.members)["json"])["panoramas"]) for s in samples)
+        members: dict[str, int] = {}
+        for s in samples:
+            for ext, _ in s.members:
+                kind = "sv.jpg" if ext.startswith("sv.") else ext
+                members[kind] = members.get(kind, 0) + 1
         stats = {"shard": f"shards/{shard.split}/{shard.name}.tar", "metro": shard.metro, "split": shard.split,
                  "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
-                 "panoramas": panoramas, "first_key": samples[0].key, "last_key": samples[-1].key}
+                 "panoramas": panoramas, "members": dict(sorted(members.items())),
+                 "first_key": samples[0].key, "last_key": samples[-1].key}
         with FileSystems.create(f"{folder}/{shard.name}.stats.json") as f:
             f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
         inc_counter("shards", "written")
@@ -358,6 +363,3 @@ class WriteShards(beam.PTransform):
                 | "Write" >> beam.ParDo(_WriteShard(self.out_dir)))
 
 
-def encode(element: tuple[SampleKey, dict[str, Any]]) -> EncodedSample:
-    key, sample = element
-    return encode_sample(key.metro, key.split, key.name, {"json": sample})

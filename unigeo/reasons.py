@@ -20,3 +20,11 @@ YEAR_OUT_OF_RANGE = "year_out_of_range"
 # Points of interest (sources.pois).
 POI_MISSING_CATEGORY = "poi_missing_category"
 POI_BAD_GEOMETRY = "poi_bad_geometry"
+
+# Imagery (pipeline.imagery).
+MISSING_FILE = "missing_file"  # the panorama's uri does not exist
+CORRUPT_JPEG = "corrupt_jpeg"  # the panorama does not decode
+NO_USABLE_PANORAMA = "no_usable_panorama"  # cell: every kept panorama failed, so no sample
+TILE_NO_IMAGERY = "tile_no_imagery"  # no raster of a year this split may use
+TILE_NO_COVERAGE = "tile_no_coverage"  # no raster of the chosen years reaches the tile
+TILE_NODATA = "tile_nodata"  # more nodata than --max-nodata

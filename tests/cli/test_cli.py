@@ -52,4 +52,10 @@ def test_demo_runs_synth_build_and_audit(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert '"ok": true' in result.output
     manifest = json.loads((tmp_path / "d" / "data" / "manifest.json").read_text())
-    assert manifest["counts"]["overall"]["kept"] > 0 and manifest["shards"]
+    overall = manifest["counts"]["overall"]
+    assert overall["kept"] > 0 and manifest["shards"]
+    # Every panorama is selected here (max 120 per cell): the truncated JPEG and the missing file fail
+    # when their crops are rendered, and end as rejects, not crashes.
+    assert overall["rejected_by_reason"]["corrupt_jpeg"] == 1 and overall["rejected_by_reason"]["missing_file"] == 1
+    assert overall["members"]["sv.jpg"] == overall["kept"]
+    assert overall["members"]["aerial.png"] > 0 and overall["members"]["dsm.npy"] > 0

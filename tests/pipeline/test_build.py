@@ -52,7 +52,11 @@ def test_build_accounts_for_every_panorama(built: Path, tiny_world_info: dict) -
     ledger = pd.read_parquet(next((built / "ledger").glob("*.parquet")))
     assert sorted(ledger["row"]) == list(range(c["inputs"]))
     rejects = [json.loads(line) for f in (built / "rejects").glob("*.jsonl") for line in f.read_text().splitlines()]
-    assert len(rejects) == c["rejected"] and all(r["reason"] and r["record"] for r in rejects)
+    panoramas = [r for r in rejects if r["kind"] == "panorama"]
+    assert len(panoramas) == c["rejected"] and all(r["reason"] and r["record"] for r in rejects)
+    kinds = m["counts"]["overall"]["rejects_by_kind"]
+    assert sum(kinds["panorama"].values()) == c["rejected"]
+    assert sum(sum(v.values()) for v in kinds.values()) == len(rejects)
 
 
 def test_shards_hold_the_kept_panoramas_in_their_split(built: Path) -> None:
@@ -63,6 +67,8 @@ def test_shards_hold_the_kept_panoramas_in_their_split(built: Path) -> None:
         assert Path(built / s["shard"]).name.startswith(f"riverton-{s['split']}-")
         with tarfile.open(built / s["shard"]) as tar:
             for info in tar:
+                if not info.name.endswith(".json"):
+                    continue
                 meta = json.loads(tar.extractfile(info).read())  # type: ignore[union-attr]
                 assert info.name == f"{meta['cell']}_{meta['split']}.json" and meta["split"] == s["split"]
                 years = {int(p["captured_at"][:4]) for p in meta["panoramas"]}
@@ -109,12 +115,17 @@ def test_audit_catches_split_leakage(built: Path, tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     entry = next(s for s in manifest["shards"] if s["split"] == "train")
     path = out / entry["shard"]
+    samples: dict[str, dict] = {}
     with tarfile.open(path) as tar:
-        samples = [(i.name.split(".")[0], json.loads(tar.extractfile(i).read())) for i in tar]  # type: ignore[union-attr]
-    samples[0][1]["panoramas"][0]["captured_at"] = "2023-05-01T00:00:00Z"
+        for i in tar:
+            key, _, ext = i.name.partition(".")
+            data = tar.extractfile(i).read()  # type: ignore[union-attr]
+            samples.setdefault(key, {})[ext] = json.loads(data) if ext == "json" else data
+    first = sorted(samples)[0]
+    samples[first]["json"]["panoramas"][0]["captured_at"] = "2023-05-01T00:00:00Z"
     buf = io.BytesIO()
     entry["bytes"], entry["sha256"] = write_tar(
-        buf, [encode_sample("riverton", "train", k, {"json": meta}) for k, meta in samples])
+        buf, [encode_sample("riverton", "train", k, members) for k, members in samples.items()])
     path.write_bytes(buf.getvalue())
     (out / "manifest.json").write_text(json.dumps(manifest))
     code, result = audit(out)

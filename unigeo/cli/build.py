@@ -16,7 +16,8 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
         f"panoramas: {c['inputs']} in = {c['kept']} kept + {c['not_selected']} not selected + {c['rejected']} rejected",
         "rejected: " + (", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()) or "none"),
         f"cells: {c['cells']} covered; samples: {c['samples']['train']} train, {c['samples']['test']} test",
-        f"shards: {c['shards']} ({c['shard_bytes'] / 1e6:.1f} MB) in {manifest['run']['duration_s']:.1f} s",
+        f"shards: {c['shards']} ({c['shard_bytes'] / 1e6:.1f} MB) in {manifest['run']['duration_s']:.1f} s; members "
+        + ", ".join(f"{k} {v}" for k, v in c["members"].items()),
     ]
     for metro, m in manifest["counts"]["per_metro"].items():
         lines.append(f"  {metro}: {m['cells']} cells, {m['inputs']} panoramas, {m['kept']} kept, "
@@ -41,23 +42,47 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
 @click.option("--seed", type=int, default=DEFAULTS["seed"], show_default=True, help="Seed of every random choice.")
 @click.option("--parent-level", type=click.IntRange(0, 30), default=None,
               help="S2 level of the coarse cells that spread the covering over workers [default: level - 6].")
+@click.option("--crops-per-pano", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Pinhole crops rendered from each kept panorama.")
+@click.option("--crop-px", type=click.IntRange(min=8), default=256, show_default=True, help="Crop side in pixels.")
+@click.option("--pitch-min", type=float, default=-5.0, show_default=True, help="Lowest crop pitch (degrees).")
+@click.option("--pitch-max", type=float, default=15.0, show_default=True, help="Highest crop pitch (degrees).")
+@click.option("--fov-min", type=float, default=60.0, show_default=True, help="Narrowest crop FOV (degrees).")
+@click.option("--fov-max", type=float, default=100.0, show_default=True, help="Widest crop FOV (degrees).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
+@click.option("--tile-px", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Aerial/DSM tile side in pixels.")
+@click.option("--gsd", type=click.FloatRange(min=0, min_open=True), default=0.6, show_default=True,
+              help="Tile metres per pixel.")
+@click.option("--max-nodata", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Largest nodata share of a kept tile.")
 @click.option("--shard-max-samples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--shard-max-mb", type=click.FloatRange(min=0, min_open=True), default=1024.0, show_default=True)
 @verbosity
 @click.pass_context
 def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos: int, holdout_year: int,
-          years: str, seed: int, parent_level: int | None, shard_max_samples: int, shard_max_mb: float) -> None:
+          years: str, seed: int, parent_level: int | None, crops_per_pano: int, crop_px: int, pitch_min: float,
+          pitch_max: float, fov_min: float, fov_max: float, jpeg_quality: int, tile_px: int, gsd: float,
+          max_nodata: float, shard_max_samples: int, shard_max_mb: float) -> None:
     """Build WebDataset shards from a sources.yaml.
 
     Flags this command does not know go to Apache Beam, e.g. `--runner DataflowRunner --project P
     --region R --temp_location gs://...` or `--direct_running_mode=multi_processing`. The runner is
     DirectRunner unless `--runner` is given.
     """
+    from pipeline.imagery import ImageryOptions
     from pipeline.job import BuildOptions, run_build  # Beam is slow to import; keep --help fast
 
     try:
+        imagery = ImageryOptions(crops_per_pano=crops_per_pano, crop_px=crop_px, pitch_range=(pitch_min, pitch_max),
+                                 fov_range=(fov_min, fov_max), jpeg_quality=jpeg_quality, tile_px=tile_px, gsd=gsd,
+                                 max_nodata=max_nodata)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    try:
         opts = BuildOptions(level=level, max_panos=max_panos, holdout_year=holdout_year, years=years, seed=seed,
-                            parent_level=parent_level, shard_max_samples=shard_max_samples, shard_max_mb=shard_max_mb)
+                            parent_level=parent_level, shard_max_samples=shard_max_samples, shard_max_mb=shard_max_mb,
+                            imagery=imagery)
         manifest = run_build(config_path, out, opts, list(ctx.args))
     except UniGeoError as e:
         raise click.ClickException(str(e)) from e

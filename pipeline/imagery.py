@@ -1,0 +1,200 @@
+"""The imagery stage: street-view crops, aerial and DSM tiles joined to each sample.
+
+One DoFn per sample decodes each kept panorama once (DCT-scaled) and renders its crops, then reads
+the aerial and DSM tiles of the cell from the rasters it opened once per worker. A panorama that is
+missing or does not decode is rejected (ledger and rejects); a tile that cannot be made is dropped
+from the sample with a reason in the rejects, and the sample keeps its other members.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import TaggedOutput
+from PIL import Image
+
+from pipeline.crops import crop_params, render_crops
+from pipeline.metrics import inc_counter
+from pipeline.shards import encode_sample
+from pipeline.tiles import epochs_for_split, tile_grid
+from pipeline.types import KEPT, REJECTED, LedgerRow, Reject, SampleKey
+from sources.tiles import Grid, RasterStack
+from unigeo import reasons
+
+LEDGER = "ledger"
+REJECTS = "rejects"
+
+
+@dataclass(frozen=True)
+class ImageryOptions:
+    """Crop and tile settings (defaults from the design contract)."""
+
+    crops_per_pano: int = 1
+    crop_px: int = 256
+    pitch_range: tuple[float, float] = (-5.0, 15.0)
+    fov_range: tuple[float, float] = (60.0, 100.0)
+    jpeg_quality: int = 90
+    tile_px: int = 256
+    gsd: float = 0.6
+    max_nodata: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.crops_per_pano < 0 or self.crop_px < 8 or self.tile_px < 8 or self.gsd <= 0:
+            raise ValueError("crops per panorama >= 0, crop and tile sizes >= 8 px and a positive gsd are required")
+        if not -90 <= self.pitch_range[0] <= self.pitch_range[1] <= 90:
+            raise ValueError(f"pitch range {self.pitch_range} must be ordered within -90..90")
+        if not 0 < self.fov_range[0] <= self.fov_range[1] < 180:
+            raise ValueError(f"fov range {self.fov_range} must be ordered within (0, 180)")
+        if not 1 <= self.jpeg_quality <= 100 or not 0 <= self.max_nodata <= 1:
+            raise ValueError("JPEG quality must be 1..100 and max nodata 0..1")
+
+
+class Failure(NamedTuple):
+    """Why a panorama or a tile could not be made."""
+
+    reason: str
+    detail: str
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+class _RenderSample(beam.DoFn):
+    def __init__(self, opts: ImageryOptions, seed: int, holdout_year: int, years: tuple[int, int],
+                 aerial: list[tuple[str, str]], dsm: list[tuple[str, str]]) -> None:
+        self.opts = opts
+        self.seed = seed
+        self.holdout_year = holdout_year
+        self.years = years
+        self.rasters = {"aerial": aerial, "dsm": dsm}
+        self._stacks: dict[str, RasterStack] = {}
+
+    def setup(self) -> None:
+        self._stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
+
+    def teardown(self) -> None:
+        for stack in self._stacks.values():
+            stack.close()
+
+    def _panorama(self, pano: dict[str, Any], first_member: int
+                  ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]] | Failure:
+        params = [crop_params(self.seed, pano["pano_id"], i, self.opts.pitch_range, self.opts.fov_range)
+                  for i in range(self.opts.crops_per_pano)]
+        try:
+            with FileSystems.open(pano["uri"]) as f:
+                jpeg = f.read()
+        except Exception as e:  # FileNotFoundError locally, BeamIOError remotely
+            return Failure(reasons.MISSING_FILE, f"cannot open {pano['uri']}: {e}")
+        try:
+            crops = render_crops(jpeg, pano["heading_deg"], params, self.opts.crop_px, self.opts.jpeg_quality)
+        except (OSError, ValueError, SyntaxError) as e:
+            return Failure(reasons.CORRUPT_JPEG, f"{pano['uri']}: {e}")
+        members, meta = [], []
+        for i, (p, data) in enumerate(zip(params, crops)):
+            name = f"sv.{first_member + i:03d}.jpg"
+            members.append((name, data))
+            meta.append({"member": name, **p.as_json()})
+        return members, meta
+
+    def _tile(self, kind: str, key: SampleKey, grid: Grid) -> tuple[np.ndarray, dict[str, Any]] | Failure:
+        files = [(p, dt.date.fromisoformat(d)) for p, d in self.rasters[kind]]
+        epochs = epochs_for_split(files, key.split, self.holdout_year, self.years)
+        if not epochs:
+            return Failure(reasons.TILE_NO_IMAGERY, f"no {kind} raster of a year the {key.split} split may use")
+        best = Failure(reasons.TILE_NO_COVERAGE, f"no {kind} raster reaches the tile")
+        for epoch in epochs:
+            read = self._stacks[kind].read(list(epoch.paths), grid)
+            if read is None:
+                continue
+            data, valid = read
+            nodata = float(1.0 - valid.mean())
+            if nodata > self.opts.max_nodata:
+                best = Failure(reasons.TILE_NODATA,
+                               f"{kind} {epoch.year}: nodata {nodata:.2f} > {self.opts.max_nodata}")
+                continue
+            dates = dict(self.rasters[kind])
+            return data, {"year": epoch.year, "files": list(epoch.paths), "dates": [dates[p] for p in epoch.paths],
+                          "crs": grid.crs, "gsd": self.opts.gsd, "size": grid.size,
+                          "transform": list(grid.transform), "nodata_fraction": round(nodata, 4)}
+        return best
+
+    def process(self, element: tuple[SampleKey, dict[str, Any]]) -> Iterator[Any]:
+        key, sample = element
+        members: list[tuple[str, bytes]] = []
+        kept = []
+        for pano in sample["panoramas"]:
+            result = self._panorama(pano, len(members))
+            row = (pano["row"], pano["pano_id"], key.metro, key.cell, key.split)
+            if isinstance(result, Failure):
+                inc_counter("imagery", f"rejected/{result.reason}")
+                yield TaggedOutput(REJECTS, Reject("panorama", pano["pano_id"], result.reason, result.detail, pano,
+                                                   pano["row"], key.metro, key.cell))
+                yield TaggedOutput(LEDGER, LedgerRow(*row, REJECTED, result.reason, result.detail))
+                continue
+            crop_members, crop_meta = result
+            members += crop_members
+            kept.append({**pano, "crops": crop_meta})
+            yield TaggedOutput(LEDGER, LedgerRow(*row, KEPT, ""))
+        if not kept:
+            inc_counter("imagery", f"rejected/{reasons.NO_USABLE_PANORAMA}")
+            yield TaggedOutput(REJECTS, Reject("cell", key.name, reasons.NO_USABLE_PANORAMA,
+                                               "every selected panorama failed", {"cell": key.cell, "split": key.split},
+                                               -1, key.metro, key.cell))
+            return
+        inc_counter("imagery", "crops", len(members))
+        sample = {**sample, "panoramas": kept, "crop": {"px": self.opts.crop_px, "quality": self.opts.jpeg_quality}}
+        grid = tile_grid(sample["lat"], sample["lon"], self.opts.gsd, self.opts.tile_px)
+        missing = {}
+        for kind, member in (("aerial", "aerial.png"), ("dsm", "dsm.npy")):
+            tile = self._tile(kind, key, grid)
+            if isinstance(tile, Failure):
+                missing[member] = tile.reason
+                sample[kind] = None
+                inc_counter("imagery", f"rejected/{tile.reason}")
+                yield TaggedOutput(REJECTS, Reject("tile", f"{key.name}/{member}", tile.reason, tile.detail,
+                                                   {"cell": key.cell, "split": key.split, "member": member},
+                                                   -1, key.metro, key.cell))
+                continue
+            data, meta = tile
+            members.append((member, png_bytes(data) if kind == "aerial" else npy_bytes(data.astype(np.float32))))
+            sample[kind] = {"member": member, **meta}
+            inc_counter("imagery", f"tiles/{kind}")
+        sample["missing_members"] = missing
+        yield encode_sample(key.metro, key.split, key.name, {"json": sample, **dict(members)})
+
+
+@dataclass(eq=False)
+class RenderSamples(beam.PTransform):
+    """``(SampleKey, sample json)`` -> ``EncodedSample`` with crops and tiles; ``ledger`` rows for the
+    selected panoramas (kept, or rejected when their image fails) and ``rejects``."""
+
+    opts: ImageryOptions
+    seed: int
+    holdout_year: int
+    years: tuple[int, int]
+    aerial: list[tuple[str, str]]  # (path, ISO date)
+    dsm: list[tuple[str, str]]
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def expand(self, samples: Any) -> Any:
+        return samples | "Render" >> beam.ParDo(
+            _RenderSample(self.opts, self.seed, self.holdout_year, self.years, self.aerial, self.dsm)
+        ).with_outputs(LEDGER, REJECTS, main="encoded")
