@@ -2,8 +2,9 @@
 
 Writes a synthetic index (no images: the location stages never open them), then:
   1. times the pure functions of each stage alone, in one process (the floor of each stage);
-  2. runs the whole build job (ingest, duplicates, cells, split, farthest-point sampling, covering,
-     ledger, JSON shards) on the DirectRunner and reports wall time and peak memory;
+  2. runs the build job's location stages (ingest, duplicates, cells, split, farthest-point sampling,
+     covering, ledger, JSON-only shards: ``--no-imagery``) on the DirectRunner and reports wall time
+     and peak memory;
   3. compares s2sphere's per-point cells and covering with s2geometry's when that is installed.
 
 Usage: python -m bench.bench_location [--rows 1000000] [--out /tmp/unigeo-bench] [beam flags...]
@@ -153,7 +154,8 @@ def main(argv: list[str]) -> None:
     report["s2"] = compare_s2geometry(args.level)
     t = time.perf_counter()
     manifest = run_build(config, os.path.join(args.out, "build"),
-                         BuildOptions(level=args.level, max_panos=args.max_panos, shard_max_samples=5000), beam_args)
+                         BuildOptions(level=args.level, max_panos=args.max_panos, shard_max_samples=5000,
+                                      imagery=None), beam_args)
     report["beam_build_s"] = round(time.perf_counter() - t, 1)
     report["beam_args"] = beam_args or ["--runner=DirectRunner"]
     report["counts"] = manifest["counts"]["overall"]

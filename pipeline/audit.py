@@ -141,7 +141,7 @@ def audit(out: str) -> dict[str, Any]:
                 expected_key = f"{meta['cell']}_{meta['split']}"
                 if meta["split"] != s["split"] or meta["metro"] != s["metro"] or key != expected_key:
                     fail(f"{name}: sample {key} says metro {meta['metro']} split {meta['split']}")
-                for problem in check_members(key, meta, members, manifest["options"].get("imagery", {})):
+                for problem in check_members(key, meta, members, manifest["options"].get("imagery") or {}):
                     fail(f"{name}: {problem}")
                 panos = meta["panoramas"]
                 if len(panos) > options["max_panos"]:

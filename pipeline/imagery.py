@@ -76,7 +76,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 class _RenderSample(beam.DoFn):
-    def __init__(self, opts: ImageryOptions, seed: int, holdout_year: int, years: tuple[int, int],
+    def __init__(self, opts: ImageryOptions | None, seed: int, holdout_year: int, years: tuple[int, int],
                  aerial: list[tuple[str, str]], dsm: list[tuple[str, str]]) -> None:
         self.opts = opts
         self.seed = seed
@@ -86,7 +86,8 @@ class _RenderSample(beam.DoFn):
         self._stacks: dict[str, RasterStack] = {}
 
     def setup(self) -> None:
-        self._stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
+        if self.opts is not None:
+            self._stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
 
     def teardown(self) -> None:
         for stack in self._stacks.values():
@@ -94,6 +95,7 @@ class _RenderSample(beam.DoFn):
 
     def _panorama(self, pano: dict[str, Any], first_member: int
                   ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]] | Failure:
+        assert self.opts is not None
         params = [crop_params(self.seed, pano["pano_id"], i, self.opts.pitch_range, self.opts.fov_range)
                   for i in range(self.opts.crops_per_pano)]
         try:
@@ -113,6 +115,7 @@ class _RenderSample(beam.DoFn):
         return members, meta
 
     def _tile(self, kind: str, key: SampleKey, grid: Grid) -> tuple[np.ndarray, dict[str, Any]] | Failure:
+        assert self.opts is not None
         files = [(p, dt.date.fromisoformat(d)) for p, d in self.rasters[kind]]
         epochs = epochs_for_split(files, key.split, self.holdout_year, self.years)
         if not epochs:
@@ -136,6 +139,12 @@ class _RenderSample(beam.DoFn):
 
     def process(self, element: tuple[SampleKey, dict[str, Any]]) -> Iterator[Any]:
         key, sample = element
+        if self.opts is None:  # location stages only: no image is opened
+            for pano in sample["panoramas"]:
+                yield TaggedOutput(LEDGER, LedgerRow(pano["row"], pano["pano_id"], key.metro, key.cell, key.split,
+                                                     KEPT, ""))
+            yield encode_sample(key.metro, key.split, key.name, {"json": sample})
+            return
         members: list[tuple[str, bytes]] = []
         kept = []
         for pano in sample["panoramas"]:
@@ -184,7 +193,7 @@ class RenderSamples(beam.PTransform):
     """``(SampleKey, sample json)`` -> ``EncodedSample`` with crops and tiles; ``ledger`` rows for the
     selected panoramas (kept, or rejected when their image fails) and ``rejects``."""
 
-    opts: ImageryOptions
+    opts: ImageryOptions | None  # None: location stages only, samples hold their json alone
     seed: int
     holdout_year: int
     years: tuple[int, int]

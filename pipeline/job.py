@@ -59,7 +59,7 @@ class BuildOptions:
     parent_level: int | None = None
     shard_max_samples: int = 1000
     shard_max_mb: float = 1024.0
-    imagery: ImageryOptions = dataclasses.field(default_factory=ImageryOptions)
+    imagery: ImageryOptions | None = dataclasses.field(default_factory=ImageryOptions)  # None: no images
 
     def __post_init__(self) -> None:
         try:

@@ -164,6 +164,15 @@ def test_a_rebuild_replaces_earlier_outputs(built: Path, tiny_world: Path, tmp_p
     assert m["options"]["max_panos"] == 1 and audit(out)[0] == 0
 
 
+def test_location_stages_alone_read_no_image(tiny_world: Path, tmp_path: Path) -> None:
+    m = build(tiny_world, tmp_path / "loc", "--no-imagery")
+    c = m["counts"]["overall"]
+    assert m["options"]["imagery"] is None
+    assert c["members"] == {"json": c["samples"]["train"] + c["samples"]["test"]}
+    assert "corrupt_jpeg" not in c["rejected_by_reason"]
+    assert audit(tmp_path / "loc")[0] == 0
+
+
 def test_bad_options_and_configs_fail_before_running(tiny_world: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(cli, ["build", "--config", str(tiny_world / "sources.yaml"), "--out", str(tmp_path),

@@ -56,6 +56,8 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
               help="Tile metres per pixel.")
 @click.option("--max-nodata", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Largest nodata share of a kept tile.")
+@click.option("--no-imagery", is_flag=True,
+              help="Location stages only: cells, selection, split, ledger and JSON-only samples; no image is read.")
 @click.option("--shard-max-samples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--shard-max-mb", type=click.FloatRange(min=0, min_open=True), default=1024.0, show_default=True)
 @verbosity
@@ -63,7 +65,7 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
 def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos: int, holdout_year: int,
           years: str, seed: int, parent_level: int | None, crops_per_pano: int, crop_px: int, pitch_min: float,
           pitch_max: float, fov_min: float, fov_max: float, jpeg_quality: int, tile_px: int, gsd: float,
-          max_nodata: float, shard_max_samples: int, shard_max_mb: float) -> None:
+          max_nodata: float, no_imagery: bool, shard_max_samples: int, shard_max_mb: float) -> None:
     """Build WebDataset shards from a sources.yaml.
 
     Flags this command does not know go to Apache Beam, e.g. `--runner DataflowRunner --project P
@@ -82,7 +84,7 @@ def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos:
     try:
         opts = BuildOptions(level=level, max_panos=max_panos, holdout_year=holdout_year, years=years, seed=seed,
                             parent_level=parent_level, shard_max_samples=shard_max_samples, shard_max_mb=shard_max_mb,
-                            imagery=imagery)
+                            imagery=None if no_imagery else imagery)
         manifest = run_build(config_path, out, opts, list(ctx.args))
     except UniGeoError as e:
         raise click.ClickException(str(e)) from e
