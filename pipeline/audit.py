@@ -21,7 +21,7 @@ from PIL import Image
 
 from pipeline.manifest import ledger_counts
 from pipeline.outputs import MANIFEST, join, match, read_json, read_ledger, relative
-from pipeline.shards import _HashingWriter
+from pipeline.shards import sha256_stream
 from pipeline.split import parse_years, split_of
 from pipeline.types import KEPT, STATUSES
 from sources.panoramas import index_chunks
@@ -29,19 +29,11 @@ from sources.panoramas import index_chunks
 MAX_LISTED = 50
 
 
-class _Sink:
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
 def _hash_file(path: str) -> tuple[int, str]:
     from apache_beam.io.filesystems import FileSystems
 
-    hashing = _HashingWriter(_Sink())  # type: ignore[arg-type]
     with FileSystems.open(path) as f:
-        while chunk := f.read(1 << 20):
-            hashing.write(chunk)
-    return hashing.size, hashing.sha256.hexdigest()
+        return sha256_stream(f)
 
 
 def _input_rows(panoramas: str) -> int | None:

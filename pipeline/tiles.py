@@ -6,9 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pyproj import Transformer
-
 from pipeline.types import TEST, TRAIN
+from sources.geo import transformer
 from sources.tiles import Grid
 
 
@@ -24,7 +23,7 @@ def tile_grid(lat: float, lon: float, gsd: float, size: int) -> Grid:
     if gsd <= 0 or size < 1:
         raise ValueError(f"gsd and size must be positive, got {gsd}, {size}")
     epsg = utm_epsg(lat, lon)
-    x, y = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).transform(lon, lat)
+    x, y = transformer("EPSG:4326", f"EPSG:{epsg}").transform(lon, lat)
     half = gsd * size / 2.0
     return Grid(f"EPSG:{epsg}", (gsd, 0.0, x - half, 0.0, -gsd, y + half), size)
 

@@ -11,25 +11,19 @@ still empty.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import rasterio
-from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from sources.fileio import gdal_path
+from sources.geo import transformer
 
 LATTICE = 9  # nodes per side of the exactly projected coarse lattice
-
-
-@functools.lru_cache(maxsize=64)
-def _transformer(src: str, dst: str) -> Transformer:
-    return Transformer.from_crs(src, dst, always_xy=True)
 
 
 def _interp_matrix(size: int, nodes: np.ndarray) -> np.ndarray:
@@ -71,7 +65,7 @@ class RasterStack:
         nodes = np.linspace(0, grid.size - 1, LATTICE)
         gx, gy = np.meshgrid(nodes + 0.5, nodes + 0.5)
         xs, ys = c + gx * a + gy * b, f + gx * d + gy * e
-        sx, sy = _transformer(grid.crs, ds.crs.to_wkt()).transform(xs, ys)
+        sx, sy = transformer(grid.crs, ds.crs.to_wkt()).transform(xs, ys)
         inv = ~ds.transform
         cols = inv.a * np.asarray(sx) + inv.b * np.asarray(sy) + inv.c - 0.5
         rows = inv.d * np.asarray(sx) + inv.e * np.asarray(sy) + inv.f - 0.5

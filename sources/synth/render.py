@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
-from pyproj import Transformer
 
+from sources.geo import transformer
 from sources.synth.raster import BUILDING, TREE, SceneGrids
 
 SKY_HORIZON = np.array([178, 204, 232], dtype=np.float32)
@@ -32,12 +31,6 @@ def column_bearings(heading_deg: float, width: int) -> np.ndarray:
 def row_elevations(height: int) -> np.ndarray:
     """Elevation (degrees above the horizon) of the centre of every row: +90 at the top."""
     return 90.0 - (np.arange(height) + 0.5) * 180.0 / height
-
-
-@functools.lru_cache(maxsize=16)
-def transformer(src: str, dst: str) -> Transformer:
-    """A cached lon/lat-ordered transformer (building one costs milliseconds)."""
-    return Transformer.from_crs(src, dst, always_xy=True)
 
 
 def grid_north_offset(crs: str, lon: float, lat: float) -> float:
@@ -137,7 +130,7 @@ def render_ortho(grids: SceneGrids, scene_crs: str, dst_crs: str, dst_transform:
                  width: int, height: int, strip: int = 512) -> np.ndarray:
     """Top-down colour resampled (nearest) onto a grid in ``dst_crs``; (3, height, width) uint8."""
     a, _, c, _, e, f = dst_transform[:6]
-    to_scene = Transformer.from_crs(dst_crs, scene_crs, always_xy=True)
+    to_scene = transformer(dst_crs, scene_crs)
     out = np.zeros((3, height, width), dtype=np.uint8)
     xs = c + (np.arange(width) + 0.5) * a
     for r0 in range(0, height, strip):

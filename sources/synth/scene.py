@@ -14,6 +14,8 @@ from pyproj import Transformer
 from shapely import affinity
 from shapely.geometry import LineString, Point, Polygon, box
 
+from sources.geo import transformer
+
 # Years at which the scene changes: buildings with ``built``/``removed`` == CHANGE_YEAR.
 CHANGE_YEAR = 2022
 
@@ -130,8 +132,6 @@ class Scene:
         return self.ground_base + self.ground_slope[0] * dx + self.ground_slope[1] * dy + wave
 
     def to_lonlat(self) -> Transformer:
-        from sources.synth.render import transformer
-
         return transformer(self.crs, "EPSG:4326")
 
 
@@ -173,7 +173,7 @@ def procedural_scene(size_m: float, seed: int, name: str = "riverton",
         crs: the scene's projected CRS (default NAD83 / Massachusetts Mainland, metres).
     """
     rng = np.random.default_rng(seed)
-    cx, cy = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(*centre_lonlat)
+    cx, cy = transformer("EPSG:4326", crs).transform(*centre_lonlat)
     half = size_m / 2
     bounds = (cx - half, cy - half, cx + half, cy + half)
     area = box(*bounds)

@@ -33,10 +33,10 @@ import rasterio.shutil
 import yaml
 from affine import Affine
 from PIL import Image
-from pyproj import Transformer
 from rasterio.io import MemoryFile
 from shapely.geometry import Point
 
+from sources.geo import transformer
 from sources.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
 from sources.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
 from sources.synth.scene import CHANGE_YEAR, Scene, procedural_scene
@@ -102,8 +102,8 @@ def write_cog(path: str, data: np.ndarray, crs: str, transform: Affine, nodata: 
 
 def aerial_grid(scene: Scene, gsd_m: float) -> tuple[Affine, int, int]:
     """A north-up EPSG:3857 grid inside the scene, ``gsd_m`` ground metres per pixel."""
-    to_merc = Transformer.from_crs(scene.crs, AERIAL_CRS, always_xy=True)
-    to_ll = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True)
+    to_merc = transformer(scene.crs, AERIAL_CRS)
+    to_ll = transformer(scene.crs, "EPSG:4326")
     xmin, ymin, xmax, ymax = scene.bounds
     xs, ys = to_merc.transform([xmin, xmax, xmax, xmin], [ymin, ymin, ymax, ymax])
     left, right = max(xs[0], xs[3]), min(xs[1], xs[2])
