@@ -1,4 +1,4 @@
-"""The imagery stage: street-view crops, aerial and DSM tiles joined to each sample.
+"""The imagery stage: street-view crops, aerial and DSM tiles, and the text joined to each sample.
 
 One DoFn per sample decodes each kept panorama once (DCT-scaled) and renders its crops, then reads
 the aerial and DSM tiles of the cell from the rasters it opened once per worker. A panorama that is
@@ -23,6 +23,8 @@ from PIL import Image
 from pipeline.crops import crop_params, render_crops
 from pipeline.metrics import inc_counter
 from pipeline.shards import encode_sample
+from pipeline.text import PoiIndex, TemplateGenerator, place_facts
+from pipeline.text_endpoint import EndpointGenerator
 from pipeline.tiles import epochs_for_split, tile_grid
 from pipeline.types import KEPT, REJECTED, LedgerRow, Reject, SampleKey
 from sources.tiles import Grid, RasterStack
@@ -30,6 +32,49 @@ from unigeo import reasons
 
 LEDGER = "ledger"
 REJECTS = "rejects"
+SUMMARY = "summary"
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Where descriptions come from: POIs within ``radius_m`` (at most ``max_pois``) and the template,
+    or an OpenAI-compatible endpoint when ``endpoint`` is set (key from the ``key_env`` variable)."""
+
+    radius_m: float = 300.0
+    max_pois: int = 12
+    endpoint: str | None = None
+    model: str | None = None
+    key_env: str = "UNIGEO_TEXT_API_KEY"
+    timeout_s: float = 30.0
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.radius_m <= 0 or self.max_pois < 0:
+            raise ValueError("text radius must be positive and max POIs >= 0")
+        if self.endpoint and not self.model:
+            raise ValueError("--text-endpoint needs --text-model")
+
+    def generator(self) -> TemplateGenerator | EndpointGenerator:
+        if self.endpoint:
+            return EndpointGenerator(self.endpoint, str(self.model), self.key_env, self.timeout_s, self.retries)
+        return TemplateGenerator()
+
+
+@dataclass(frozen=True)
+class PoiColumns:
+    """The POI table as plain columns (picklable into a DoFn)."""
+
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    lats: tuple[float, ...] = ()
+    lons: tuple[float, ...] = ()
+    neighbourhoods: tuple[str, ...] = ()
+
+    def index(self) -> PoiIndex | None:
+        if not self.ids:
+            return None
+        return PoiIndex(self.ids, self.names, self.categories, self.lats, self.lons, self.neighbourhoods)
 
 
 @dataclass(frozen=True)
@@ -77,8 +122,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 class _RenderSample(beam.DoFn):
     def __init__(self, opts: ImageryOptions | None, seed: int, holdout_year: int, years: tuple[int, int],
-                 aerial: list[tuple[str, str]], dsm: list[tuple[str, str]]) -> None:
+                 aerial: list[tuple[str, str]], dsm: list[tuple[str, str]], text: TextOptions,
+                 pois: PoiColumns) -> None:
         self.opts = opts
+        self.text = text
+        self.pois = pois
+        self._index: PoiIndex | None = None
+        self._generator: TemplateGenerator | EndpointGenerator = TemplateGenerator()
         self.seed = seed
         self.holdout_year = holdout_year
         self.years = years
@@ -86,6 +136,8 @@ class _RenderSample(beam.DoFn):
         self._stacks: dict[str, RasterStack] = {}
 
     def setup(self) -> None:
+        self._index = self.pois.index()
+        self._generator = self.text.generator()
         if self.opts is not None:
             self._stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
 
@@ -143,6 +195,7 @@ class _RenderSample(beam.DoFn):
             for pano in sample["panoramas"]:
                 yield TaggedOutput(LEDGER, LedgerRow(pano["row"], pano["pano_id"], key.metro, key.cell, key.split,
                                                      KEPT, ""))
+            yield TaggedOutput(SUMMARY, _summary(key, sample, 0, {}))
             yield encode_sample(key.metro, key.split, key.name, {"json": sample})
             return
         members: list[tuple[str, bytes]] = []
@@ -170,6 +223,7 @@ class _RenderSample(beam.DoFn):
         sample = {**sample, "panoramas": kept, "crop": {"px": self.opts.crop_px, "quality": self.opts.jpeg_quality}}
         grid = tile_grid(sample["lat"], sample["lon"], self.opts.gsd, self.opts.tile_px)
         missing = {}
+        arrays: dict[str, np.ndarray] = {}
         for kind, member in (("aerial", "aerial.png"), ("dsm", "dsm.npy")):
             tile = self._tile(kind, key, grid)
             if isinstance(tile, Failure):
@@ -181,11 +235,45 @@ class _RenderSample(beam.DoFn):
                                                    -1, key.metro, key.cell))
                 continue
             data, meta = tile
+            arrays[kind] = data
             members.append((member, png_bytes(data) if kind == "aerial" else npy_bytes(data.astype(np.float32))))
             sample[kind] = {"member": member, **meta}
             inc_counter("imagery", f"tiles/{kind}")
+        facts = place_facts(key.metro, sample["lat"], sample["lon"], self._index, self.text.radius_m,
+                            self.text.max_pois, arrays.get("aerial"), arrays.get("dsm"))
+        if isinstance(self._generator, EndpointGenerator):
+            description, error = self._generator.describe_or_fail(facts, self.seed, key.name)
+            if error:
+                inc_counter("text", f"rejected/{reasons.TEXT_ENDPOINT_FAILED}")
+                yield TaggedOutput(REJECTS, Reject("text", f"{key.name}/txt", reasons.TEXT_ENDPOINT_FAILED, error,
+                                                   {"cell": key.cell, "split": key.split}, -1, key.metro, key.cell))
+        else:
+            description = self._generator.describe(facts, self.seed, key.name)
+        inc_counter("text", description.provenance["generator"])
+        members.append(("txt", description.text.encode("utf-8")))
+        sample["text"] = {**description.provenance, "neighbourhood": facts.neighbourhood,
+                          "radius_m": facts.radius_m}
         sample["missing_members"] = missing
+        yield TaggedOutput(SUMMARY, _summary(key, sample, len(members), arrays))
         yield encode_sample(key.metro, key.split, key.name, {"json": sample, **dict(members)})
+
+
+def _summary(key: SampleKey, sample: dict[str, Any], n_members: int, arrays: dict[str, np.ndarray]
+             ) -> dict[str, Any]:
+    """One row per sample for the report: where it is and which members it has."""
+    aerial, dsm, text = sample.get("aerial"), sample.get("dsm"), sample.get("text") or {}
+    return {
+        "metro": key.metro, "cell": key.cell, "split": key.split, "lat": sample["lat"], "lon": sample["lon"],
+        "panoramas": len(sample["panoramas"]), "panoramas_in_cell": sample["panoramas_in_cell"],
+        "crops": sum(len(p.get("crops", [])) for p in sample["panoramas"]), "members": n_members,
+        "aerial": aerial is not None, "aerial_year": aerial["year"] if aerial else -1,
+        "aerial_nodata": aerial["nodata_fraction"] if aerial else float("nan"),
+        "dsm": dsm is not None, "dsm_year": dsm["year"] if dsm else -1,
+        "dsm_nodata": dsm["nodata_fraction"] if dsm else float("nan"),
+        "tile_crs": (aerial or dsm or {}).get("crs", ""), "tile_gsd": float((aerial or dsm or {}).get("gsd", 0.0)),
+        "text": text.get("generator", ""), "text_pois": len(text.get("poi_ids", [])),
+        "missing": ",".join(f"{m}:{r}" for m, r in sorted(sample.get("missing_members", {}).items())),
+    }
 
 
 @dataclass(eq=False)
@@ -199,11 +287,14 @@ class RenderSamples(beam.PTransform):
     years: tuple[int, int]
     aerial: list[tuple[str, str]]  # (path, ISO date)
     dsm: list[tuple[str, str]]
+    text: TextOptions = TextOptions()
+    pois: PoiColumns = PoiColumns()
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def expand(self, samples: Any) -> Any:
         return samples | "Render" >> beam.ParDo(
-            _RenderSample(self.opts, self.seed, self.holdout_year, self.years, self.aerial, self.dsm)
-        ).with_outputs(LEDGER, REJECTS, main="encoded")
+            _RenderSample(self.opts, self.seed, self.holdout_year, self.years, self.aerial, self.dsm, self.text,
+                          self.pois)
+        ).with_outputs(LEDGER, REJECTS, SUMMARY, main="encoded")

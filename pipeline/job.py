@@ -16,7 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.cells import check_level, default_parent_level
-from pipeline.imagery import ImageryOptions, RenderSamples
+from pipeline.imagery import SUMMARY, ImageryOptions, PoiColumns, RenderSamples, TextOptions
 from pipeline.manifest import write_manifest
 from pipeline.metrics import counters
 from pipeline.split import parse_years
@@ -30,9 +30,11 @@ from pipeline.transforms import (
     WriteShards,
     reject_to_ledger,
 )
+from pipeline.types import Reject
 from sources.config import SourcesConfig, load_config
 from sources.fileio import parent
 from sources.metros import Metro, read_boundary
+from sources.pois import PoiTable, read_pois
 from sources.rasters import RasterSource, open_raster
 from unigeo.errors import ConfigError
 
@@ -44,7 +46,13 @@ LEDGER_SCHEMA = pa.schema([("row", pa.int64()), ("pano_id", pa.string()), ("metr
 CELLS_SCHEMA = pa.schema([("metro", pa.string()), ("cell", pa.string()), ("lat", pa.float64()),
                           ("lon", pa.float64())])
 # What a build owns under its output folder; cleared before a build so no stale file survives.
-OUTPUT_GLOBS = ("shards/*/*", "ledger/*", "rejects/*", "cells/*", "manifest.json")
+OUTPUT_GLOBS = ("shards/*/*", "ledger/*", "rejects/*", "cells/*", "samples/*", "report/*", "manifest.json")
+SAMPLES_SCHEMA = pa.schema([
+    ("metro", pa.string()), ("cell", pa.string()), ("split", pa.string()), ("lat", pa.float64()),
+    ("lon", pa.float64()), ("panoramas", pa.int64()), ("panoramas_in_cell", pa.int64()), ("crops", pa.int64()),
+    ("members", pa.int64()), ("aerial", pa.bool_()), ("aerial_year", pa.int64()), ("aerial_nodata", pa.float64()),
+    ("dsm", pa.bool_()), ("dsm_year", pa.int64()), ("dsm_nodata", pa.float64()), ("tile_crs", pa.string()),
+    ("tile_gsd", pa.float64()), ("text", pa.string()), ("text_pois", pa.int64()), ("missing", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class BuildOptions:
     shard_max_samples: int = 1000
     shard_max_mb: float = 1024.0
     imagery: ImageryOptions | None = dataclasses.field(default_factory=ImageryOptions)  # None: no images
+    text: TextOptions = dataclasses.field(default_factory=TextOptions)
 
     def __post_init__(self) -> None:
         try:
@@ -98,8 +107,23 @@ def _reject_json(r: Any) -> str:
     return json.dumps(r._asdict(), sort_keys=True, ensure_ascii=False)
 
 
+def poi_columns(table: PoiTable | None) -> PoiColumns:
+    if table is None:
+        return PoiColumns()
+    p = table.pois
+    return PoiColumns(tuple(p["poi_id"]), tuple(p["name"]), tuple(p["category"]), tuple(map(float, p["lat"])),
+                      tuple(map(float, p["lon"])), tuple(p["neighbourhood"]))
+
+
+def poi_rejects(table: PoiTable | None, path: str | None) -> list[Reject]:
+    if table is None:
+        return []
+    return [Reject("poi", str(r["source_id"]), str(r["reason"]), str(r["detail"]), {"file": path, "row": int(r["row"])},
+                   int(r["row"])) for r in table.rejects.to_dict(orient="records")]
+
+
 def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], opts: BuildOptions, out: str,
-                   aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
+                   aerial: list[RasterSource], dsm: list[RasterSource], pois: PoiTable | None = None) -> None:
     """Add the build job's transforms to ``p``."""
     out = out.rstrip("/")
     wkb = [(m.name, shapely.to_wkb(m.geometry)) for m in metros]
@@ -108,10 +132,14 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], op
     selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
     rendered = selected.samples | "RenderSamples" >> RenderSamples(
         opts.imagery, opts.seed, opts.holdout_year, opts.year_range,
-        [(r.path, r.date.isoformat()) for r in aerial], [(r.path, r.date.isoformat()) for r in dsm])
+        [(r.path, r.date.isoformat()) for r in aerial], [(r.path, r.date.isoformat()) for r in dsm],
+        opts.text, poi_columns(pois))
+    (rendered[SUMMARY]
+     | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))
 
     pano_rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
-    ((pano_rejects, rendered[REJECTS])
+    other_rejects = p | "PoiRejects" >> beam.Create(poi_rejects(pois, cfg.pois))
+    ((pano_rejects, rendered[REJECTS], other_rejects)
      | "AllRejects" >> beam.Flatten()
      | "RejectsToJson" >> beam.Map(_reject_json)
      | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
@@ -159,6 +187,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
     aerial = [open_raster(r, "aerial") for r in cfg.aerial]
     dsm = [open_raster(r, "dsm") for r in cfg.dsm]
+    pois = read_pois(cfg.pois) if cfg.pois else None
     for m in metros:
         for repair in m.repairs:
             log.warning("metro %s: %s", m.name, repair)
@@ -171,7 +200,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
              config_path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
     p = beam.Pipeline(options=options)
-    build_pipeline(p, cfg, metros, opts, out, aerial, dsm)
+    build_pipeline(p, cfg, metros, opts, out, aerial, dsm, pois)
     result = p.run()
     result.wait_until_finish()
     duration = time.time() - started

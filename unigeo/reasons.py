@@ -28,3 +28,6 @@ NO_USABLE_PANORAMA = "no_usable_panorama"  # cell: every kept panorama failed, s
 TILE_NO_IMAGERY = "tile_no_imagery"  # no raster of a year this split may use
 TILE_NO_COVERAGE = "tile_no_coverage"  # no raster of the chosen years reaches the tile
 TILE_NODATA = "tile_nodata"  # more nodata than --max-nodata
+
+# Text (pipeline.text_endpoint).
+TEXT_ENDPOINT_FAILED = "text_endpoint_failed"  # the endpoint failed every try; the template's text is used

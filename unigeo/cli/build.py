@@ -56,6 +56,16 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
               help="Tile metres per pixel.")
 @click.option("--max-nodata", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Largest nodata share of a kept tile.")
+@click.option("--text-radius", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Metres around the cell centre whose POIs the text may name.")
+@click.option("--text-max-pois", type=click.IntRange(min=0), default=12, show_default=True)
+@click.option("--text-endpoint", default=None,
+              help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); default: template text.")
+@click.option("--text-model", default=None, help="Model name for --text-endpoint.")
+@click.option("--text-key-env", default="UNIGEO_TEXT_API_KEY", show_default=True,
+              help="Environment variable holding the endpoint's API key (never logged).")
+@click.option("--text-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option("--text-retries", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--no-imagery", is_flag=True,
               help="Location stages only: cells, selection, split, ledger and JSON-only samples; no image is read.")
 @click.option("--shard-max-samples", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -65,26 +75,30 @@ def format_summary(manifest: dict, counters: bool = True) -> str:
 def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos: int, holdout_year: int,
           years: str, seed: int, parent_level: int | None, crops_per_pano: int, crop_px: int, pitch_min: float,
           pitch_max: float, fov_min: float, fov_max: float, jpeg_quality: int, tile_px: int, gsd: float,
-          max_nodata: float, no_imagery: bool, shard_max_samples: int, shard_max_mb: float) -> None:
+          max_nodata: float, text_radius: float, text_max_pois: int, text_endpoint: str | None,
+          text_model: str | None, text_key_env: str, text_timeout: float, text_retries: int, no_imagery: bool,
+          shard_max_samples: int, shard_max_mb: float) -> None:
     """Build WebDataset shards from a sources.yaml.
 
     Flags this command does not know go to Apache Beam, e.g. `--runner DataflowRunner --project P
     --region R --temp_location gs://...` or `--direct_running_mode=multi_processing`. The runner is
     DirectRunner unless `--runner` is given.
     """
-    from pipeline.imagery import ImageryOptions
+    from pipeline.imagery import ImageryOptions, TextOptions
     from pipeline.job import BuildOptions, run_build  # Beam is slow to import; keep --help fast
 
     try:
         imagery = ImageryOptions(crops_per_pano=crops_per_pano, crop_px=crop_px, pitch_range=(pitch_min, pitch_max),
                                  fov_range=(fov_min, fov_max), jpeg_quality=jpeg_quality, tile_px=tile_px, gsd=gsd,
                                  max_nodata=max_nodata)
+        text = TextOptions(radius_m=text_radius, max_pois=text_max_pois, endpoint=text_endpoint, model=text_model,
+                           key_env=text_key_env, timeout_s=text_timeout, retries=text_retries)
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     try:
         opts = BuildOptions(level=level, max_panos=max_panos, holdout_year=holdout_year, years=years, seed=seed,
                             parent_level=parent_level, shard_max_samples=shard_max_samples, shard_max_mb=shard_max_mb,
-                            imagery=None if no_imagery else imagery)
+                            imagery=None if no_imagery else imagery, text=text)
         manifest = run_build(config_path, out, opts, list(ctx.args))
     except UniGeoError as e:
         raise click.ClickException(str(e)) from e
