@@ -26,7 +26,7 @@ from pipeline.shards import encode_sample
 from pipeline.text import PoiIndex, TemplateGenerator, place_facts
 from pipeline.text_endpoint import EndpointGenerator
 from pipeline.tiles import epochs_for_split, tile_grid
-from pipeline.types import KEPT, REJECTED, LedgerRow, Reject, SampleKey
+from pipeline.types import KEPT, REJECTED, LedgerRow, Reject, SampleKey, capture_year
 from sources.tiles import Grid, RasterStack
 from unigeo import reasons
 
@@ -194,7 +194,7 @@ class _RenderSample(beam.DoFn):
         if self.opts is None:  # location stages only: no image is opened
             for pano in sample["panoramas"]:
                 yield TaggedOutput(LEDGER, LedgerRow(pano["row"], pano["pano_id"], key.metro, key.cell, key.split,
-                                                     KEPT, ""))
+                                                     KEPT, "", "", capture_year(pano)))
             yield TaggedOutput(SUMMARY, _summary(key, sample, 0, {}))
             yield encode_sample(key.metro, key.split, key.name, {"json": sample})
             return
@@ -207,12 +207,12 @@ class _RenderSample(beam.DoFn):
                 inc_counter("imagery", f"rejected/{result.reason}")
                 yield TaggedOutput(REJECTS, Reject("panorama", pano["pano_id"], result.reason, result.detail, pano,
                                                    pano["row"], key.metro, key.cell))
-                yield TaggedOutput(LEDGER, LedgerRow(*row, REJECTED, result.reason, result.detail))
+                yield TaggedOutput(LEDGER, LedgerRow(*row, REJECTED, result.reason, result.detail, capture_year(pano)))
                 continue
             crop_members, crop_meta = result
             members += crop_members
             kept.append({**pano, "crops": crop_meta})
-            yield TaggedOutput(LEDGER, LedgerRow(*row, KEPT, ""))
+            yield TaggedOutput(LEDGER, LedgerRow(*row, KEPT, "", "", capture_year(pano)))
         if not kept:
             inc_counter("imagery", f"rejected/{reasons.NO_USABLE_PANORAMA}")
             yield TaggedOutput(REJECTS, Reject("cell", key.name, reasons.NO_USABLE_PANORAMA,

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 LEDGER_SCHEMA = pa.schema([("row", pa.int64()), ("pano_id", pa.string()), ("metro", pa.string()),
                            ("cell", pa.string()), ("split", pa.string()), ("status", pa.string()),
-                           ("reason", pa.string()), ("detail", pa.string())])
+                           ("reason", pa.string()), ("detail", pa.string()), ("year", pa.int64())])
 CELLS_SCHEMA = pa.schema([("metro", pa.string()), ("cell", pa.string()), ("lat", pa.float64()),
                           ("lon", pa.float64())])
 # What a build owns under its output folder; cleared before a build so no stale file survives.

@@ -25,7 +25,7 @@ from pipeline.fps import farthest_point_sample, first_index, local_metres
 from pipeline.metrics import inc_counter
 from pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
 from pipeline.split import split_of
-from pipeline.types import NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey
+from pipeline.types import NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey, capture_year
 from sources.panoramas import DUPLICATE_VALUES, IndexChunk, check_rows, index_chunks, read_chunk, resolve_duplicates
 from unigeo import reasons
 
@@ -201,7 +201,7 @@ class _Select(beam.DoFn):
         for i, p in enumerate(panos):
             if i not in chosen:
                 yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, NOT_SELECTED,
-                                                     f"cell holds {len(panos)} > max {self.max_panos}"))
+                                                     "", f"cell holds {len(panos)} > max {self.max_panos}", p.year))
         dates = sorted(p.captured_at for p in kept)
         yield key, {
             "key": key.name, "cell": key.cell, "level": self.level, "lat": lat0, "lon": lon0,
@@ -235,7 +235,7 @@ class SelectPanoramas(beam.PTransform):
 
 
 def reject_to_ledger(r: Reject) -> LedgerRow:
-    return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail)
+    return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail, capture_year(r.record))
 
 
 # ---------------------------------------------------------------- metro covering

@@ -72,6 +72,13 @@ class LedgerRow(NamedTuple):
     status: str
     reason: str
     detail: str = ""
+    year: int = -1  # capture year where the row has a readable date
+
+
+def capture_year(record: dict[str, Any]) -> int:
+    """The year of a record's ``captured_at`` when it starts with one, else -1."""
+    text = str(record.get("captured_at") or "")
+    return int(text[:4]) if len(text) >= 4 and text[:4].isdigit() else -1
 
 
 class Reject(NamedTuple):
