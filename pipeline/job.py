@@ -208,4 +208,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     manifest = write_manifest(out, cfg, metros, opts.as_dict(), found,
                               {"runner": str(runner), "beam_args": list(beam_args), "duration_s": round(duration, 2),
                                "started_unix": round(started, 3)})
+    from pipeline.report import build_report  # matplotlib is slow to import
+
+    build_report(out)
+    log.info("report: %s/report/index.html", out.rstrip("/"))
     return manifest

@@ -18,7 +18,7 @@ def test_help_lists_every_command_of_the_contract() -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["report", "d"], ["train", "--data", "d", "--out", "r"],
+    ["train", "--data", "d", "--out", "r"],
     ["eval", "--data", "d", "--checkpoint", "r/model.pt"],
 ])
 def test_commands_not_built_yet_say_so_with_exit_2(args: list[str]) -> None:
@@ -50,7 +50,8 @@ def test_synth_rejects_bad_options(tmp_path: Path) -> None:
 def test_demo_runs_synth_build_and_audit(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(tmp_path / "d"), "--size", "tiny"])
     assert result.exit_code == 0, result.output
-    assert '"ok": true' in result.output
+    assert '"ok": true' in result.output and "report/index.html" in result.output
+    assert (tmp_path / "d" / "data" / "report" / "index.html").exists()
     manifest = json.loads((tmp_path / "d" / "data" / "manifest.json").read_text())
     overall = manifest["counts"]["overall"]
     assert overall["kept"] > 0 and manifest["shards"]

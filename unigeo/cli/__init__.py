@@ -9,7 +9,8 @@ from unigeo.cli.audit import audit
 from unigeo.cli.build import build
 from unigeo.cli.demo import demo
 from unigeo.cli.options import verbosity
-from unigeo.cli.pending import evaluate, report, train
+from unigeo.cli.pending import evaluate, train
+from unigeo.cli.report import report
 from unigeo.cli.synth import synth
 
 

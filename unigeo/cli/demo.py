@@ -20,7 +20,7 @@ from unigeo.errors import UniGeoError
 @seed_option
 @verbosity
 def demo(out: str, size: str, seed: int) -> None:
-    """Synthetic world -> build -> audit (-> report -> short training -> eval table, as they land)."""
+    """Synthetic world -> build -> report -> audit (-> short training -> eval table, as they land)."""
     from pipeline.audit import audit
     from pipeline.job import BuildOptions, run_build
 
@@ -28,7 +28,7 @@ def demo(out: str, size: str, seed: int) -> None:
     data = os.path.join(out, "data")
     click.echo(f"1/3 synthetic world -> {world}")
     run_synth(world, size, seed, "procedural", True, None)
-    click.echo(f"\n2/3 build (Beam, DirectRunner) -> {data}")
+    click.echo(f"\n2/3 build (Beam, DirectRunner) and report -> {data}")
     try:
         manifest = run_build(os.path.join(world, "sources.yaml"), data, BuildOptions(seed=seed), [])
     except UniGeoError as e:
@@ -39,5 +39,7 @@ def demo(out: str, size: str, seed: int) -> None:
     click.echo(json.dumps({k: result[k] for k in ("ok", "n_violations", "checked")}, indent=2))
     if not result["ok"]:
         raise click.ClickException("audit found violations: " + "; ".join(result["violations"][:5]))
-    click.echo(f"\ndone: shards in {data}/shards, manifest {data}/manifest.json. "
-               "Report, training and evaluation are not built yet in this version.")
+    click.echo(f"\ndone: shards in {data}/shards, manifest {data}/manifest.json")
+    click.echo(f"report: {os.path.abspath(data)}/report/index.html (opens from disk, no network)")
+    # Training and evaluation join here when the trainer lands: train(data, run), then eval.
+    click.echo("training and evaluation are not built yet in this version.")

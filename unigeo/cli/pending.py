@@ -15,13 +15,6 @@ def not_built(command: str) -> None:
 
 
 @click.command()
-@click.argument("out_dir", type=click.Path())
-def report(**_: Any) -> None:
-    """Rebuild DIR/report/ from the manifest and ledger (not built yet)."""
-    not_built("report")
-
-
-@click.command()
 @click.option("--data", type=click.Path(), help="Build output folder.")
 @click.option("--out", type=click.Path(), help="Run folder.")
 @click.option("--epochs", type=int)

@@ -1,0 +1,120 @@
+"""The report page: one self-contained HTML file (inline CSS, figures as data URIs, no network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>UniGeo build report</title>
+<style>
+ body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+ table { border-collapse: collapse; margin: 0.6em 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+ th { background: #f3f3f3; } td.l, th.l { text-align: left; } .ok { color: #2a7; } .bad { color: #c33; }
+ .figs img { max-width: 100%; margin: 0.4em 0; display: block; } .muted { color: #777; font-size: 0.9em; }
+</style>
+</head>
+<body>
+<h1>UniGeo build report</h1>
+<p class="muted">UniGeo {{ r.build.unigeo_version }}, build {{ r.build.created }}, report {{ r.generated }};
+ level {{ r.build.options.level }}, max {{ r.build.options.max_panos }} panoramas per cell, holdout
+ {{ r.build.options.holdout_year }}, years {{ r.build.options.years }}, seed {{ r.build.seed }}.</p>
+
+<section id="summary"><h2>Summary</h2>
+<table>
+<tr><th class="l">input panoramas</th><td>{{ h.inputs }}</td></tr>
+<tr><th class="l">kept</th><td>{{ h.kept }}</td></tr>
+<tr><th class="l">not selected</th><td>{{ h.not_selected }}</td></tr>
+<tr><th class="l">rejected</th><td>{{ h.rejected }}</td></tr>
+<tr><th class="l">ledger balances (inputs = kept + not selected + rejected)</th>
+ <td class="{{ 'ok' if h.ledger_balances else 'bad' }}">{{ 'yes' if h.ledger_balances else 'NO' }}</td></tr>
+<tr><th class="l">samples (train / test)</th><td>{{ h.samples_train }} / {{ h.samples_test }}</td></tr>
+<tr><th class="l">cells covered / shards</th><td>{{ h.cells }} / {{ h.shards }}</td></tr>
+</table>
+<table><tr><th class="l">metro</th><th>cells</th><th>cells with samples</th><th>coverage</th><th>inputs</th>
+<th>kept</th><th>not selected</th><th>rejected</th><th>train samples</th><th>test samples</th></tr>
+{% for m in r.metros %}<tr><td class="l">{{ m.name }}</td><td>{{ m.cells }}</td><td>{{ m.cells_with_samples }}</td>
+<td>{{ '%.1f%%' % (100 * m.coverage) }}</td><td>{{ m.inputs }}</td><td>{{ m.kept }}</td><td>{{ m.not_selected }}</td>
+<td>{{ m.rejected }}</td><td>{{ m.samples.train if m.samples else 0 }}</td><td>{{ m.samples.test if m.samples else 0 }}</td></tr>
+{% endfor %}</table>
+</section>
+
+<section id="splits"><h2>Splits</h2>
+<table><tr><th class="l">split</th><th>samples</th><th>panoramas</th></tr>
+{% for name, s in r.splits.items() %}<tr><td class="l">{{ name }}</td><td>{{ s.samples }}</td><td>{{ s.panoramas }}</td></tr>{% endfor %}
+</table>
+</section>
+
+<section id="maps" class="figs"><h2>Maps</h2>
+{% for m in r.metros %}
+<img alt="{{ m.name }} cells by split" src="data:image/png;base64,{{ figs['map_split_' ~ m.name ~ '.png'] }}">
+<img alt="{{ m.name }} panoramas per cell" src="data:image/png;base64,{{ figs['map_panoramas_' ~ m.name ~ '.png'] }}">
+{% endfor %}
+</section>
+
+<section id="distributions" class="figs"><h2>Distributions</h2>
+<img alt="panoramas per cell" src="data:image/png;base64,{{ figs['hist_panoramas_per_cell.png'] }}">
+<img alt="capture years" src="data:image/png;base64,{{ figs['hist_capture_years.png'] }}">
+<table><tr><th class="l">year</th>{% for y in r.capture_years %}<th>{{ y }}</th>{% endfor %}</tr>
+<tr><td class="l">panoramas</td>{% for y, n in r.capture_years.items() %}<td>{{ n }}</td>{% endfor %}</tr></table>
+</section>
+
+<section id="rejects"><h2>Rejects</h2>
+<table><tr><th class="l">kind</th><th class="l">reason</th><th>count</th><th class="l">examples</th></tr>
+{% for g in r.rejects %}<tr><td class="l">{{ g.kind }}</td><td class="l">{{ g.reason }}</td><td>{{ g.count }}</td>
+<td class="l">{% for e in g.examples %}<div><code>{{ e.id }}</code>: {{ e.detail }}</div>{% endfor %}</td></tr>
+{% else %}<tr><td class="l" colspan="4">nothing rejected</td></tr>{% endfor %}
+</table>
+</section>
+
+<section id="completeness"><h2>Modality completeness</h2>
+<p>{{ r.completeness.samples }} samples. {{ r.completeness.note or '' }}</p>
+<table><tr><th class="l">member</th><th>samples without it</th><th class="l">why</th></tr>
+{% for name, m in r.completeness.members.items() %}<tr><td class="l">{{ name }}</td><td>{{ m.missing }}</td>
+<td class="l">{% for reason, n in m.reasons.items() %}{{ reason }}: {{ n }} {% endfor %}</td></tr>{% endfor %}
+</table>
+</section>
+
+<section id="overlap"><h2>Train / test spatial overlap</h2>
+<table>
+<tr><th class="l">train cells / test cells</th><td>{{ r.overlap.train_cells }} / {{ r.overlap.test_cells }}</td></tr>
+<tr><th class="l">cells in both splits</th><td>{{ r.overlap.cells_in_both }} ({{ '%.1f%%' % (100 * r.overlap.share_of_test_cells_in_both) }} of test cells)</td></tr>
+{% if r.overlap.test_to_nearest_train_m %}{% set d = r.overlap.test_to_nearest_train_m %}
+<tr><th class="l">test cell to nearest train cell (m): min / median / p90 / max</th>
+<td>{{ d.min }} / {{ d.median }} / {{ d.p90 }} / {{ d.max }}</td></tr>{% endif %}
+</table>
+{% if 'hist_test_to_train_m.png' in figs %}<div class="figs"><img alt="test to train distance" src="data:image/png;base64,{{ figs['hist_test_to_train_m.png'] }}"></div>{% endif %}
+</section>
+
+<section id="alignment"><h2>Alignment QA</h2>
+<table>
+<tr><th class="l">tile CRS</th><td class="l">{% for crs, n in r.alignment.tile_crs.items() %}{{ crs }} ({{ n }}) {% endfor %}</td></tr>
+<tr><th class="l">tile gsd (m)</th><td class="l">{{ r.alignment.tile_gsd_m | join(', ') }}</td></tr>
+{% for kind in ['aerial', 'dsm'] %}{% set s = r.alignment[kind ~ '_nodata_share'] %}
+<tr><th class="l">{{ kind }} nodata share: mean / max</th><td class="l">{% if s %}{{ s.mean }} / {{ s.max }}{% else %}no tiles{% endif %}</td></tr>
+<tr><th class="l">{{ kind }} epochs by split</th><td class="l">{% for split, years in r.alignment[kind ~ '_years_by_split'].items() %}{{ split }}: {% for y, n in years.items() %}{{ y }} ({{ n }}) {% endfor %}{% endfor %}</td></tr>
+{% endfor %}
+</table>
+</section>
+<script>
+ window.addEventListener("load", function () {
+   var imgs = document.images, ok = 0;
+   for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+   document.body.setAttribute("data-images", imgs.length);
+   document.body.setAttribute("data-images-loaded", ok);
+ });
+</script>
+</body>
+</html>
+"""
+
+
+def render_html(report: dict[str, Any], figures_b64: dict[str, str]) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(TEMPLATE).render(r=report, h=report["headline"], figs=figures_b64)

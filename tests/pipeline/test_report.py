@@ -1,0 +1,93 @@
+"""The report: numbers that agree with the manifest, and a page that renders offline in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from unigeo.cli import cli
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  # Any host name resolves to nothing: the page must not need the network.
+                  "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_report_agrees_with_manifest_and_ledger(built: Path) -> None:
+    report = json.loads((built / "report" / "report.json").read_text())
+    manifest = json.loads((built / "manifest.json").read_text())
+    c = manifest["counts"]["overall"]
+    h = report["headline"]
+    assert (h["inputs"], h["kept"], h["rejected"]) == (c["inputs"], c["kept"], c["rejected"])
+    assert h["ledger_balances"] is True
+    assert report["splits"]["train"]["samples"] == c["samples"]["train"]
+    assert sum(report["capture_years"].values()) <= c["inputs"] and "2023" in report["capture_years"]
+    by_reason = {(g["kind"], g["reason"]): g for g in report["rejects"]}
+    assert by_reason[("panorama", "outside_metros")]["count"] == c["rejected_by_reason"]["outside_metros"]
+    assert all(1 <= len(g["examples"]) <= 3 for g in report["rejects"])
+    assert report["overlap"]["cells_in_both"] <= report["overlap"]["test_cells"]
+    assert report["alignment"]["tile_crs"] and report["alignment"]["tile_gsd_m"] == [0.6]
+    for name in report["figures"]:
+        with Image.open(built / "report" / name) as img:
+            assert img.format == "PNG" and img.width > 300
+
+
+def test_report_command_rebuilds_the_folder(built: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(built, out)
+    shutil.rmtree(out / "report")
+    r = CliRunner().invoke(cli, ["report", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "report" / "index.html").exists() and '"ledger_balances": true' in r.output
+    assert CliRunner().invoke(cli, ["report", str(tmp_path / "nothing")]).exit_code == 1
+
+
+def test_page_is_self_contained(built: Path) -> None:
+    html = (built / "report" / "index.html").read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "default-src 'none'" in html  # the page's own policy forbids any fetch but data: images
+
+
+def chromium() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and os.environ.get("CI"):
+        pytest.fail("chromium is not installed; .ci/run installs Debian's package")
+    return found
+
+
+def test_page_renders_in_headless_chromium(built: Path, tmp_path: Path) -> None:
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (CI installs it)")
+    url = (built / "report" / "index.html").as_uri()
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *CHROMIUM_FLAGS, "--window-size=1200,2400", f"--screenshot={shot}", url],
+                   check=True, capture_output=True, timeout=120)
+    with Image.open(shot) as img:
+        assert img.size == (1200, 2400)
+        colours = img.convert("RGB").resize((60, 120)).getcolors(maxcolors=100_000)
+    assert colours is not None and len(colours) > 50  # figures and tables, not a blank page
+    dom = subprocess.run([browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000", "--dump-dom", url],
+                         check=True, capture_output=True, timeout=120, text=True).stdout
+    for heading in ("Summary", "Splits", "Maps", "Distributions", "Rejects", "Modality completeness",
+                    "Train / test spatial overlap", "Alignment QA"):
+        assert f">{heading}</h2>" in dom
+    m = re.search(r'data-images="(\d+)" data-images-loaded="(\d+)"', dom)
+    assert m and int(m[1]) >= 5 and m[1] == m[2]  # every figure decoded, with the network unreachable
+    assert "outside_metros" in dom and "riverton" in dom

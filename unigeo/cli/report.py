@@ -1,0 +1,24 @@
+"""``unigeo report DIR``: rebuild ``DIR/report/`` from the manifest, ledger and summaries."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from unigeo.cli.options import verbosity
+
+
+@click.command()
+@click.argument("out_dir")
+@verbosity
+def report(out_dir: str) -> None:
+    """Rebuild DIR/report/ (report.json, index.html, figures) from a build's manifest and ledger."""
+    from pipeline.report import build_report
+
+    try:
+        result = build_report(out_dir)
+    except FileNotFoundError as e:
+        raise click.ClickException(f"{out_dir} holds no build: {e}") from e
+    click.echo(json.dumps(result["headline"], indent=2))
+    click.echo(f"report: {out_dir.rstrip('/')}/report/index.html")
