@@ -23,6 +23,11 @@ SALIENCE = {"school": 5.0, "university": 5.0, "hospital": 5.0, "library": 4.0, "
             "supermarket": 4.0, "marketplace": 4.0, "museum": 4.0, "theatre": 3.5, "cafe": 3.0,
             "restaurant": 3.0, "bakery": 3.0, "bank": 3.0, "pharmacy": 3.0, "hotel": 3.0, "cinema": 3.0,
             "bar": 2.0, "pub": 2.0, "gym": 2.0, "fast_food": 2.0, "clothes": 2.0}
+# Street furniture says little about a place: it is named only when nothing else is near.
+for _minor in ("bench", "waste_basket", "vending_machine", "parking", "bicycle_parking", "parking_entrance",
+               "telephone", "post_box", "recycling", "toilets", "drinking_water", "clock", "charging_station",
+               "atm", "parking_space", "motorcycle_parking", "bicycle_rental", "shelter"):
+    SALIENCE[_minor] = 0.25
 PLURALS = {"cafe": "cafes", "grocery": "grocery stores", "bakery": "bakeries", "pharmacy": "pharmacies",
            "library": "libraries", "school": "schools", "bank": "banks", "bar": "bars", "pub": "pubs",
            "restaurant": "restaurants", "hotel": "hotels", "gym": "gyms", "park": "parks",
@@ -146,12 +151,23 @@ def _title(metro: str) -> str:
     return " ".join(w.capitalize() for w in metro.replace("_", " ").split())
 
 
+def plural(category: str) -> str:
+    """English plural of a category: the table first, then the usual spelling rules."""
+    if category in PLURALS:
+        return PLURALS[category]
+    word = category.replace("_", " ")
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
 def _count(n: int, category: str) -> str:
-    plural = PLURALS.get(category, category.replace("_", " ") + "s")
     singular = category.replace("_", " ")
     if n == 1:
         return f"one {singular}"
-    return f"{NUMBERS[n] if n < len(NUMBERS) else n} {plural}"
+    return f"{NUMBERS[n] if n < len(NUMBERS) else n} {plural(category)}"
 
 
 def _a(phrase: str) -> str:
@@ -218,7 +234,7 @@ class TemplateGenerator:
             named = [p.name for p in items if p.name]
             if len(items) <= 2 and named:
                 singular = cat.replace("_", " ")
-                noun = PLURALS.get(cat, singular + "s") if len(named) > 1 else singular
+                noun = plural(cat) if len(named) > 1 else singular
                 parts.append(pick((f"{singular} options including {_join(named)}" if len(named) > 1
                                    else f"the {noun} {named[0]}", f"{_join(named)} ({noun})")))
             else:

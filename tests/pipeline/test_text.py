@@ -145,3 +145,12 @@ def test_text_options_are_checked() -> None:
     with pytest.raises(ValueError, match="http"):
         EndpointGenerator("ftp://x", "m")
     assert isinstance(TextOptions().generator(), TemplateGenerator)
+
+
+@pytest.mark.parametrize(("category", "expected"), [
+    ("bench", "benches"), ("pharmacy", "pharmacies"), ("bus_stop", "bus stops"), ("subway", "subways"),
+    ("cafe", "cafes"), ("fast_food", "fast-food places")])
+def test_plurals(category: str, expected: str) -> None:
+    from pipeline.text import plural
+
+    assert plural(category) == expected
