@@ -15,31 +15,32 @@ from collections import Counter
 from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import shapely
+from apache_beam.io.filesystems import FileSystems
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import shapely  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
-
-from pipeline.cells import cell_polygon  # noqa: E402
-from pipeline.fps import local_metres  # noqa: E402
-from pipeline.outputs import MANIFEST, join, match, read_cells, read_json, read_ledger, read_parquet_files  # noqa: E402
-from pipeline.report_html import render_html  # noqa: E402
-from pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN  # noqa: E402
-from sources.metros import read_boundary  # noqa: E402
+from pipeline.cells import cell_polygon
+from pipeline.fps import local_metres
+from pipeline.outputs import MANIFEST, join, match, read_cells, read_json, read_ledger, read_parquet_files
+from pipeline.report_html import render_html
+from pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
+from sources.metros import read_boundary
 
 EXAMPLES = 3
 MAX_POLYGONS = 60_000  # above this many cells, maps draw centres instead of polygons
 COLOURS = {TRAIN: "#2b8cbe", TEST: "#e6550d", "both": "#756bb1", "empty": "#e5e5e5"}
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Figure) -> bytes:
+    """PNG bytes of a figure (matplotlib's object API: no pyplot state, no GUI backend)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -125,7 +126,8 @@ def alignment(samples: pd.DataFrame) -> dict[str, Any]:
 
 
 def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFrame, colour_by: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig = Figure(figsize=(7, 7))
+    ax = fig.subplots()
     tokens = cells["cell"].tolist()
     by_cell = samples.groupby("cell")
     if colour_by == "split":
@@ -135,12 +137,11 @@ def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFr
     else:
         counts = by_cell["panoramas"].sum()
         values = np.array([counts.get(t, 0) for t in tokens], dtype=float)
-        cmap = plt.get_cmap("viridis")
+        cmap = matplotlib.colormaps["viridis"]
         top = max(1.0, values.max())
         colours = [cmap(v / top) if v > 0 else COLOURS["empty"] for v in values]
         title = f"{name}: kept panoramas per cell (max {int(top)})"
-        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, top))
-        fig.colorbar(sm, ax=ax, shrink=0.7, label="panoramas")
+        fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(0, top)), ax=ax, shrink=0.7, label="panoramas")
     if len(tokens) <= MAX_POLYGONS:
         polys = [np.asarray(cell_polygon(t).exterior.coords) for t in tokens]
         ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors="white", linewidths=0.2))
@@ -155,14 +156,13 @@ def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFr
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     if colour_by == "split":
-        from matplotlib.patches import Patch
-
         ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="lower right", fontsize=8)
     return _png(fig)
 
 
 def _histogram(values: Any, bins: Any, title: str, xlabel: str, stacked: dict[str, Any] | None = None) -> bytes:
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     if stacked:
         ax.hist(list(stacked.values()), bins=bins, stacked=True, label=list(stacked.keys()))
         ax.legend(fontsize=8)
