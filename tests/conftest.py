@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,3 @@ def rgb_64(tmp_path: Path) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.integers(0, 255, size=(3, 64, 64), dtype=np.uint8)
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    os.environ.setdefault("PYTHONHASHSEED", "0")
