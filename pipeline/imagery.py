@@ -25,8 +25,8 @@ from pipeline.metrics import inc_counter
 from pipeline.shards import encode_sample
 from pipeline.text import PoiIndex, TemplateGenerator, place_facts
 from pipeline.text_endpoint import EndpointGenerator
-from pipeline.tiles import epochs_for_split, tile_grid
-from pipeline.types import KEPT, REJECTED, LedgerRow, Reject, SampleKey, capture_year
+from pipeline.tiles import Epoch, epochs_for_split, tile_grid
+from pipeline.types import KEPT, REJECTED, SPLITS, LedgerRow, Reject, SampleKey, capture_year
 from sources.tiles import Grid, RasterStack
 from unigeo import reasons
 
@@ -128,6 +128,7 @@ class _RenderSample(beam.DoFn):
         self.text = text
         self.pois = pois
         self._index: PoiIndex | None = None
+        self._epochs: dict[tuple[str, str], list[Epoch]] = {}
         self._generator: TemplateGenerator | EndpointGenerator = TemplateGenerator()
         self.seed = seed
         self.holdout_year = holdout_year
@@ -136,6 +137,10 @@ class _RenderSample(beam.DoFn):
         self._stacks: dict[str, RasterStack] = {}
 
     def setup(self) -> None:
+        for kind, files in self.rasters.items():
+            dated = [(p, dt.date.fromisoformat(d)) for p, d in files]
+            for split in SPLITS:
+                self._epochs[kind, split] = epochs_for_split(dated, split, self.holdout_year, self.years)
         self._index = self.pois.index()
         self._generator = self.text.generator()
         if self.opts is not None:
@@ -168,8 +173,7 @@ class _RenderSample(beam.DoFn):
 
     def _tile(self, kind: str, key: SampleKey, grid: Grid) -> tuple[np.ndarray, dict[str, Any]] | Failure:
         assert self.opts is not None
-        files = [(p, dt.date.fromisoformat(d)) for p, d in self.rasters[kind]]
-        epochs = epochs_for_split(files, key.split, self.holdout_year, self.years)
+        epochs = self._epochs[kind, key.split]
         if not epochs:
             return Failure(reasons.TILE_NO_IMAGERY, f"no {kind} raster of a year the {key.split} split may use")
         best = Failure(reasons.TILE_NO_COVERAGE, f"no {kind} raster reaches the tile")
@@ -183,7 +187,7 @@ class _RenderSample(beam.DoFn):
                 best = Failure(reasons.TILE_NODATA,
                                f"{kind} {epoch.year}: nodata {nodata:.2f} > {self.opts.max_nodata}")
                 continue
-            dates = dict(self.rasters[kind])
+            dates = dict(self.rasters[kind])  # a handful of files
             return data, {"year": epoch.year, "files": list(epoch.paths), "dates": [dates[p] for p in epoch.paths],
                           "crs": grid.crs, "gsd": self.opts.gsd, "size": grid.size,
                           "transform": list(grid.transform), "nodata_fraction": round(nodata, 4)}
@@ -195,7 +199,7 @@ class _RenderSample(beam.DoFn):
             for pano in sample["panoramas"]:
                 yield TaggedOutput(LEDGER, LedgerRow(pano["row"], pano["pano_id"], key.metro, key.cell, key.split,
                                                      KEPT, "", "", capture_year(pano)))
-            yield TaggedOutput(SUMMARY, _summary(key, sample, 0, {}))
+            yield TaggedOutput(SUMMARY, _summary(key, sample, 0))
             yield encode_sample(key.metro, key.split, key.name, {"json": sample})
             return
         members: list[tuple[str, bytes]] = []
@@ -254,12 +258,11 @@ class _RenderSample(beam.DoFn):
         sample["text"] = {**description.provenance, "neighbourhood": facts.neighbourhood,
                           "radius_m": facts.radius_m}
         sample["missing_members"] = missing
-        yield TaggedOutput(SUMMARY, _summary(key, sample, len(members), arrays))
+        yield TaggedOutput(SUMMARY, _summary(key, sample, len(members)))
         yield encode_sample(key.metro, key.split, key.name, {"json": sample, **dict(members)})
 
 
-def _summary(key: SampleKey, sample: dict[str, Any], n_members: int, arrays: dict[str, np.ndarray]
-             ) -> dict[str, Any]:
+def _summary(key: SampleKey, sample: dict[str, Any], n_members: int) -> dict[str, Any]:
     """One row per sample for the report: where it is and which members it has."""
     aerial, dsm, text = sample.get("aerial"), sample.get("dsm"), sample.get("text") or {}
     return {
