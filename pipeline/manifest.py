@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.outputs import MANIFEST, join, match, read_cells, read_ledger, read_shard_stats, relative
+from pipeline.outputs import MANIFEST, join, match, read_cells, read_ledger, read_rejects, read_shard_stats, relative
 from pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
 from sources.config import SourcesConfig
 from sources.metros import Metro
@@ -49,12 +49,9 @@ def ledger_counts(ledger: pd.DataFrame) -> dict[str, Any]:
 def reject_kinds(out: str) -> dict[str, dict[str, int]]:
     """Rejected records per kind (panorama, tile, cell, ...) and reason, from ``DIR/rejects``."""
     found: dict[str, dict[str, int]] = {}
-    for path in match(out, "rejects/*.jsonl"):
-        with FileSystems.open(path) as f:
-            for line in f.read().decode().splitlines():
-                r = json.loads(line)
-                by_reason = found.setdefault(r["kind"], {})
-                by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+    for r in read_rejects(out):
+        by_reason = found.setdefault(r["kind"], {})
+        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
     return {k: dict(sorted(v.items())) for k, v in sorted(found.items())}
 
 

@@ -54,6 +54,14 @@ def read_cells(out: str) -> pd.DataFrame:
     return read_parquet_files(match(out, "cells/*.parquet"))
 
 
+def read_rejects(out: str) -> list[dict[str, Any]]:
+    """Every rejected record of a build (``DIR/rejects/*.jsonl``)."""
+    rows = []
+    for path in match(out, "rejects/*.jsonl"):
+        rows += [json.loads(line) for line in read_bytes(path).decode().splitlines() if line.strip()]
+    return rows
+
+
 def read_shard_stats(out: str) -> list[dict[str, Any]]:
     return [read_json(p) for p in match(out, "shards/*/*.stats.json")]
 

@@ -27,7 +27,16 @@ from matplotlib.patches import Patch
 
 from pipeline.cells import cell_polygon
 from pipeline.fps import local_metres
-from pipeline.outputs import MANIFEST, join, match, read_cells, read_json, read_ledger, read_parquet_files
+from pipeline.outputs import (
+    MANIFEST,
+    join,
+    match,
+    read_cells,
+    read_json,
+    read_ledger,
+    read_parquet_files,
+    read_rejects,
+)
 from pipeline.report_html import render_html
 from pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
 from sources.metros import read_boundary
@@ -42,14 +51,6 @@ def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
-
-
-def read_rejects(out: str) -> list[dict[str, Any]]:
-    rows = []
-    for path in match(out, "rejects/*.jsonl"):
-        with FileSystems.open(path) as f:
-            rows += [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
-    return rows
 
 
 def reject_summary(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
