@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline.crops import crop_params, render_crops
 from pipeline.metrics import inc_counter
 from pipeline.shards import encode_sample
-from pipeline.text import PoiIndex, TemplateGenerator, place_facts
+from pipeline.text import PoiIndex, TemplateGenerator, TextGenerator, place_facts
 from pipeline.text_endpoint import EndpointGenerator
 from pipeline.tiles import Epoch, epochs_for_split, tile_grid
 from pipeline.types import KEPT, REJECTED, SPLITS, LedgerRow, Reject, SampleKey, capture_year
@@ -54,7 +54,7 @@ class TextOptions:
         if self.endpoint and not self.model:
             raise ValueError("--text-endpoint needs --text-model")
 
-    def generator(self) -> TemplateGenerator | EndpointGenerator:
+    def generator(self) -> TextGenerator:
         if self.endpoint:
             return EndpointGenerator(self.endpoint, str(self.model), self.key_env, self.timeout_s, self.retries)
         return TemplateGenerator()
@@ -129,7 +129,7 @@ class _RenderSample(beam.DoFn):
         self.pois = pois
         self._index: PoiIndex | None = None
         self._epochs: dict[tuple[str, str], list[Epoch]] = {}
-        self._generator: TemplateGenerator | EndpointGenerator = TemplateGenerator()
+        self._generator: TextGenerator = TemplateGenerator()
         self.seed = seed
         self.holdout_year = holdout_year
         self.years = years

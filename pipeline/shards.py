@@ -11,7 +11,6 @@ from typing import IO, Any, NamedTuple
 from webdataset import TarWriter
 
 TAR_BLOCK = 512
-TAR_RECORD = 20 * TAR_BLOCK  # tarfile pads archives to whole records
 TAR_MTIME = 0.0  # fixed member times: same inputs, same bytes
 
 
