@@ -22,8 +22,8 @@ import time
 
 from PIL import Image
 
-from pipeline.crops import crop_map, crop_params, decode, draft_scale, encode_jpeg, remap_numpy, render_crops
-from sources.synth.world import write_world
+from unigeo.pipeline.crops import crop_map, crop_params, decode, draft_scale, encode_jpeg, remap_numpy, render_crops
+from unigeo.synth.world import write_world
 
 
 def panoramas(cache: str, n: int) -> list[tuple[bytes, float]]:

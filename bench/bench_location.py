@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from pipeline.cells import cell_token, cover
-from pipeline.fps import farthest_point_sample, first_index, local_metres
-from pipeline.job import BuildOptions, run_build
-from pipeline.split import split_of
-from sources.panoramas import check_rows, drop_duplicates
+from unigeo.pipeline.cells import cell_token, cover
+from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
+from unigeo.pipeline.job import BuildOptions, run_build
+from unigeo.pipeline.split import split_of
+from unigeo.sources.panoramas import check_rows, drop_duplicates
 
 CENTRE = (-71.06, 42.36)
 

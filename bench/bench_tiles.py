@@ -23,9 +23,9 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, reproject
 
-from pipeline.tiles import tile_grid
-from sources.synth.world import write_world
-from sources.tiles import Grid, RasterStack
+from unigeo.pipeline.tiles import tile_grid
+from unigeo.synth.world import write_world
+from unigeo.sources.tiles import Grid, RasterStack
 
 
 def baseline_tile(aerial: str, dsm: str, grid: Grid) -> tuple[np.ndarray, np.ndarray]:

@@ -20,15 +20,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 from PIL import Image
 
-from pipeline.crops import crop_params, render_crops
-from pipeline.metrics import inc_counter
-from pipeline.shards import encode_sample
-from pipeline.text import PoiIndex, TemplateGenerator, TextGenerator, place_facts
-from pipeline.text_endpoint import EndpointGenerator
-from pipeline.tiles import Epoch, epochs_for_split, tile_grid
-from pipeline.types import KEPT, REJECTED, SPLITS, LedgerRow, Reject, SampleKey, capture_year
-from sources.tiles import Grid, RasterStack
-from unigeo import reasons
+from unigeo.pipeline.crops import crop_params, render_crops
+from unigeo.pipeline.metrics import inc_counter
+from unigeo.pipeline.shards import encode_sample
+from unigeo.pipeline.text import PoiIndex, TemplateGenerator, TextGenerator, place_facts
+from unigeo.pipeline.text_endpoint import EndpointGenerator
+from unigeo.pipeline.tiles import Epoch, epochs_for_split, tile_grid
+from unigeo.pipeline.types import KEPT, REJECTED, SPLITS, LedgerRow, Reject, SampleKey, capture_year
+from unigeo.sources.tiles import Grid, RasterStack
+from unigeo.core import reasons
 
 LEDGER = "ledger"
 REJECTS = "rejects"

@@ -15,12 +15,12 @@ import shapely
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.cells import check_level, default_parent_level
-from pipeline.imagery import SUMMARY, ImageryOptions, PoiColumns, RenderSamples, TextOptions
-from pipeline.manifest import write_manifest
-from pipeline.metrics import counters
-from pipeline.split import parse_years
-from pipeline.transforms import (
+from unigeo.pipeline.cells import check_level, default_parent_level
+from unigeo.pipeline.imagery import SUMMARY, ImageryOptions, PoiColumns, RenderSamples, TextOptions
+from unigeo.outputs.manifest import write_manifest
+from unigeo.pipeline.metrics import counters
+from unigeo.pipeline.split import parse_years
+from unigeo.pipeline.transforms import (
     LEDGER,
     REJECTS,
     AssignCells,
@@ -30,13 +30,13 @@ from pipeline.transforms import (
     WriteShards,
     reject_to_ledger,
 )
-from pipeline.types import Reject
-from sources.config import SourcesConfig, load_config
-from sources.fileio import parent
-from sources.metros import Metro, read_boundary
-from sources.pois import PoiTable, read_pois
-from sources.rasters import RasterSource, open_raster
-from unigeo.errors import ConfigError
+from unigeo.pipeline.types import Reject
+from unigeo.sources.config import SourcesConfig, load_config
+from unigeo.core.fileio import parent
+from unigeo.sources.metros import Metro, read_boundary
+from unigeo.sources.pois import PoiTable, read_pois
+from unigeo.sources.rasters import RasterSource, open_raster
+from unigeo.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     manifest = write_manifest(out, cfg, metros, opts.as_dict(), found,
                               {"runner": str(runner), "beam_args": list(beam_args), "duration_s": round(duration, 2),
                                "started_unix": round(started, 3)})
-    from pipeline.report import build_report  # matplotlib is slow to import
+    from unigeo.outputs.report import build_report  # matplotlib is slow to import
 
     build_report(out)
     log.info("report: %s/report/index.html", out.rstrip("/"))

@@ -1,7 +1,7 @@
 """Text descriptions of places from nearby POIs and from what the tiles show.
 
 ``place_facts`` gathers the facts (pure numpy); a ``TextGenerator`` turns them into a paragraph. The
-``TemplateGenerator`` is deterministic per sample; ``EndpointGenerator`` (in ``pipeline.text_endpoint``)
+``TemplateGenerator`` is deterministic per sample; ``EndpointGenerator`` (in ``unigeo.pipeline.text_endpoint``)
 asks an OpenAI-compatible chat endpoint and falls back to the template.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.fps import local_metres
+from unigeo.pipeline.fps import local_metres
 
 TEMPLATE_VERSION = "1"
 # How much a category says about a place: divides its distance when POIs are ordered.

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from pipeline.text import Description, PlaceFacts, TemplateGenerator, facts_digest
+from unigeo.pipeline.text import Description, PlaceFacts, TemplateGenerator, facts_digest
 
 log = logging.getLogger(__name__)
 

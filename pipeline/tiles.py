@@ -1,4 +1,4 @@
-"""Aerial and DSM tile grids and epoch choice: pure functions (the pixels are read by ``sources.tiles``)."""
+"""Aerial and DSM tile grids and epoch choice: pure functions (the pixels are read by ``unigeo.sources.tiles``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pipeline.types import TEST, TRAIN
-from sources.geo import transformer
-from sources.tiles import Grid
+from unigeo.pipeline.types import TEST, TRAIN
+from unigeo.core.geo import transformer
+from unigeo.sources.tiles import Grid
 
 
 def utm_epsg(lat: float, lon: float) -> int:

@@ -8,5 +8,5 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[train,dev]"
 .venv/bin/ruff check .
-.venv/bin/mypy
+.venv/bin/python scripts/typecheck.py
 .venv/bin/pytest -ra "$@"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sources.config import load_config
-from sources.metros import read_boundary
-from sources.panoramas import read_panorama_index
-from sources.pois import read_pois
-from sources.rasters import open_raster
+from unigeo.sources.config import load_config
+from unigeo.sources.metros import read_boundary
+from unigeo.sources.panoramas import read_panorama_index
+from unigeo.sources.pois import read_pois
+from unigeo.sources.rasters import open_raster
 
 
 def _size(path: str) -> int | None:

@@ -5,7 +5,7 @@ of the panorama's centre column; ``captured_at`` an ISO-8601 date or date-time; 
 relative to the index file's folder or absolute or a URL. Extra columns are kept.
 
 Validation is vectorised (a million rows take about a second) and never raises for a bad row: each
-input row comes back either in ``good`` or in ``rejects`` with a reason from ``unigeo.reasons``.
+input row comes back either in ``good`` or in ``rejects`` with a reason from ``unigeo.core.reasons``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sources.fileio import open_binary, parent, resolve
-from unigeo import reasons
-from unigeo.errors import SourceError
+from unigeo.core.fileio import open_binary, parent, resolve
+from unigeo.core import reasons
+from unigeo.core.errors import SourceError
 
 REQUIRED_COLUMNS = ("pano_id", "lat", "lon", "heading_deg", "captured_at", "uri")
 REJECT_COLUMNS = ("row", "pano_id", "reason", "detail")

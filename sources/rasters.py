@@ -15,9 +15,9 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from sources.config import RasterSpec
-from sources.fileio import gdal_path
-from unigeo.errors import MissingCRSError, MissingDateError, SourceError
+from unigeo.sources.config import RasterSpec
+from unigeo.core.fileio import gdal_path
+from unigeo.core.errors import MissingCRSError, MissingDateError, SourceError
 
 RasterKind = Literal["aerial", "dsm"]
 # Tags GDAL or producers use for the acquisition date, in order of preference.

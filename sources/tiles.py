@@ -20,8 +20,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from sources.fileio import gdal_path
-from sources.geo import transformer
+from unigeo.core.fileio import gdal_path
+from unigeo.core.geo import transformer
 
 LATTICE = 9  # nodes per side of the exactly projected coarse lattice
 

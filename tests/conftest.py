@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_bounds
 
-from sources.synth.world import write_world
+from unigeo.synth.world import write_world
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sources.config import load_config
+from unigeo.sources.config import load_config
 from unigeo.cli import cli
 
 

@@ -6,7 +6,7 @@ import s2sphere
 import shapely
 from shapely.geometry import Point, Polygon, box
 
-from pipeline.cells import (
+from unigeo.pipeline.cells import (
     cell_center,
     cell_level,
     cell_polygon,

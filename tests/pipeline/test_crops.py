@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.crops import (
+from unigeo.pipeline.crops import (
     CropParams,
     crop_map,
     crop_params,
@@ -154,7 +154,7 @@ def test_crop_params_are_seeded_per_panorama_and_index() -> None:
 
 
 def test_fast_map_matches_the_float64_ray_reference() -> None:
-    from pipeline.crops import crop_rays
+    from unigeo.pipeline.crops import crop_rays
 
     rng = np.random.default_rng(2)
     for _ in range(50):

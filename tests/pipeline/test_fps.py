@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.fps import covering_radius, farthest_point_sample, first_index, local_metres
+from unigeo.pipeline.fps import covering_radius, farthest_point_sample, first_index, local_metres
 
 
 def brute_force_fps(pts: np.ndarray, k: int, first: int) -> list[int]:

@@ -15,7 +15,7 @@ from affine import Affine
 from PIL import Image
 from rasterio.features import rasterize
 
-from pipeline.imagery import ImageryOptions
+from unigeo.pipeline.imagery import ImageryOptions
 
 
 def samples(built: Path) -> list[dict]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from pipeline.shards import encode_sample, plan_shards, write_tar
-from pipeline.split import parse_years, split_of
+from unigeo.pipeline.shards import encode_sample, plan_shards, write_tar
+from unigeo.pipeline.split import parse_years, split_of
 
 
 @pytest.mark.parametrize(("year", "expected"), [

@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from pipeline.imagery import TextOptions
-from pipeline.text import PoiIndex, TemplateGenerator, place_facts
-from pipeline.text_endpoint import EndpointGenerator
-from sources.pois import read_pois
-from sources.synth.osm import helsinki_pbf
+from unigeo.pipeline.imagery import TextOptions
+from unigeo.pipeline.text import PoiIndex, TemplateGenerator, place_facts
+from unigeo.pipeline.text_endpoint import EndpointGenerator
+from unigeo.sources.pois import read_pois
+from unigeo.synth.osm import helsinki_pbf
 
 LAT, LON = 42.35, -71.08
 
@@ -151,6 +151,6 @@ def test_text_options_are_checked() -> None:
     ("bench", "benches"), ("pharmacy", "pharmacies"), ("bus_stop", "bus stops"), ("subway", "subways"),
     ("cafe", "cafes"), ("fast_food", "fast-food places")])
 def test_plurals(category: str, expected: str) -> None:
-    from pipeline.text import plural
+    from unigeo.pipeline.text import plural
 
     assert plural(category) == expected

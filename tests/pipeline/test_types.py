@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.types import SampleKey, SampleKeyCoder
+from unigeo.pipeline.types import SampleKey, SampleKeyCoder
 
 
 def test_sample_key_coder_is_deterministic_and_round_trips() -> None:

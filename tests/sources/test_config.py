@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sources.config import load_config, parse_config
-from unigeo.errors import ConfigError
+from unigeo.sources.config import load_config, parse_config
+from unigeo.core.errors import ConfigError
 
 GOOD = """
 metros:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sources.panoramas import read_panorama_index, validate_panoramas
-from unigeo import reasons
-from unigeo.errors import SourceError
+from unigeo.sources.panoramas import read_panorama_index, validate_panoramas
+from unigeo.core import reasons
+from unigeo.core.errors import SourceError
 
 GOOD = {"pano_id": "p0", "lat": 42.35, "lon": -71.08, "heading_deg": 90.0,
         "captured_at": "2019-05-01T10:00:00Z", "uri": "panos/p0.jpg"}
@@ -130,7 +130,7 @@ def test_chunks_number_rows_across_row_groups(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sources.panoramas import index_chunks, read_chunk
+    from unigeo.sources.panoramas import index_chunks, read_chunk
 
     df = pd.DataFrame([{**GOOD, "pano_id": f"p{i}"} for i in range(7)])
     df.loc[5, "lat"] = 100.0

@@ -6,9 +6,9 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Point, box
 
-from sources.pois import read_pois
-from sources.synth.osm import helsinki_pbf
-from unigeo import reasons
+from unigeo.sources.pois import read_pois
+from unigeo.synth.osm import helsinki_pbf
+from unigeo.core import reasons
 
 
 def test_geojson_points_polygons_and_rejects(tmp_path: Path) -> None:

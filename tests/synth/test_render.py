@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from sources.synth.raster import BUILDING, GRASS, SceneGrids
-from sources.synth.render import column_bearings, grid_north_offset, render_panorama, row_elevations
+from unigeo.synth.raster import BUILDING, GRASS, SceneGrids
+from unigeo.synth.render import column_bearings, grid_north_offset, render_panorama, row_elevations
 
 RED = (200, 30, 30)
 

@@ -18,12 +18,12 @@ from pyproj import Geod, Transformer
 from shapely import STRtree
 from shapely.geometry import Point
 
-from sources.config import load_config
-from sources.panoramas import read_panorama_index
-from sources.pois import read_pois
-from sources.rasters import open_raster
-from sources.synth.scene import ROOF_PALETTE
-from sources.synth.world import write_world
+from unigeo.sources.config import load_config
+from unigeo.sources.panoramas import read_panorama_index
+from unigeo.sources.pois import read_pois
+from unigeo.sources.rasters import open_raster
+from unigeo.synth.scene import ROOF_PALETTE
+from unigeo.synth.world import write_world
 
 GEOD = Geod(ellps="WGS84")
 FACADE_SHADE = 0.82  # facades are drawn a little darker than roofs

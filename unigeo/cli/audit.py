@@ -15,7 +15,7 @@ from unigeo.cli.options import verbosity
 @verbosity
 def audit(out_dir: str) -> None:
     """Check shards, ledger sums and split leakage of a build; print JSON; exit 1 on any violation."""
-    from pipeline.audit import audit as run_audit
+    from unigeo.outputs.audit import audit as run_audit
 
     result = run_audit(out_dir)
     click.echo(json.dumps(result, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from unigeo.cli.options import verbosity
-from unigeo.errors import UniGeoError
+from unigeo.core.errors import UniGeoError
 
 DEFAULTS = {"level": 16, "max_panos": 120, "holdout_year": 2023, "years": "2017-2024", "seed": 0}
 
@@ -84,8 +84,8 @@ def build(ctx: click.Context, config_path: str, out: str, level: int, max_panos:
     --region R --temp_location gs://...` or `--direct_running_mode=multi_processing`. The runner is
     DirectRunner unless `--runner` is given.
     """
-    from pipeline.imagery import ImageryOptions, TextOptions
-    from pipeline.job import BuildOptions, run_build  # Beam is slow to import; keep --help fast
+    from unigeo.pipeline.imagery import ImageryOptions, TextOptions
+    from unigeo.pipeline.job import BuildOptions, run_build  # Beam is slow to import; keep --help fast
 
     try:
         imagery = ImageryOptions(crops_per_pano=crops_per_pano, crop_px=crop_px, pitch_range=(pitch_min, pitch_max),

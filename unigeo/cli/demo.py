@@ -10,7 +10,7 @@ import click
 from unigeo.cli.build import format_summary
 from unigeo.cli.options import seed_option, size_option, verbosity
 from unigeo.cli.synth import run_synth
-from unigeo.errors import UniGeoError
+from unigeo.core.errors import UniGeoError
 
 
 @click.command()
@@ -21,8 +21,8 @@ from unigeo.errors import UniGeoError
 @verbosity
 def demo(out: str, size: str, seed: int) -> None:
     """Synthetic world -> build -> report -> audit (-> short training -> eval table, as they land)."""
-    from pipeline.audit import audit
-    from pipeline.job import BuildOptions, run_build
+    from unigeo.outputs.audit import audit
+    from unigeo.pipeline.job import BuildOptions, run_build
 
     world = os.path.join(out, "world")
     data = os.path.join(out, "data")

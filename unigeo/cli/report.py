@@ -14,7 +14,7 @@ from unigeo.cli.options import verbosity
 @verbosity
 def report(out_dir: str) -> None:
     """Rebuild DIR/report/ (report.json, index.html, figures) from a build's manifest and ledger."""
-    from pipeline.report import build_report
+    from unigeo.outputs.report import build_report
 
     try:
         result = build_report(out_dir)

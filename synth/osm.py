@@ -16,7 +16,7 @@ import warnings
 import shapely
 from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 
-from sources.synth.scene import CHANGE_YEAR, ROOF_PALETTE, Building, Scene, Street, Tree
+from unigeo.synth.scene import CHANGE_YEAR, ROOF_PALETTE, Building, Scene, Street, Tree
 
 SCENE_CRS = "EPSG:3067"  # ETRS-TM35FIN, Finland's national grid (not UTM: its meridian is 27 E)
 STREET_WIDTHS = {"motorway": 20.0, "trunk": 18.0, "primary": 16.0, "secondary": 14.0, "tertiary": 12.0,

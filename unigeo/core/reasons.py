@@ -1,6 +1,6 @@
 """Reject reasons: one stable string per way a record can fail, used in rejects, ledger and counters."""
 
-# Panorama index rows (sources.panoramas).
+# Panorama index rows (unigeo.sources.panoramas).
 MISSING_PANO_ID = "missing_pano_id"
 BAD_LAT = "bad_lat"  # missing, not a number, or outside [-90, 90]
 BAD_LON = "bad_lon"  # missing, not a number, or outside [-180, 180]
@@ -17,11 +17,11 @@ DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"  # same pano_id, different value
 OUTSIDE_METROS = "outside_metros"
 YEAR_OUT_OF_RANGE = "year_out_of_range"
 
-# Points of interest (sources.pois).
+# Points of interest (unigeo.sources.pois).
 POI_MISSING_CATEGORY = "poi_missing_category"
 POI_BAD_GEOMETRY = "poi_bad_geometry"
 
-# Imagery (pipeline.imagery).
+# Imagery (unigeo.pipeline.imagery).
 MISSING_FILE = "missing_file"  # the panorama's uri does not exist
 CORRUPT_JPEG = "corrupt_jpeg"  # the panorama does not decode
 NO_USABLE_PANORAMA = "no_usable_panorama"  # cell: every kept panorama failed, so no sample
@@ -29,5 +29,5 @@ TILE_NO_IMAGERY = "tile_no_imagery"  # no raster of a year this split may use
 TILE_NO_COVERAGE = "tile_no_coverage"  # no raster of the chosen years reaches the tile
 TILE_NODATA = "tile_nodata"  # more nodata than --max-nodata
 
-# Text (pipeline.text_endpoint).
+# Text (unigeo.pipeline.text_endpoint).
 TEXT_ENDPOINT_FAILED = "text_endpoint_failed"  # the endpoint failed every try; the template's text is used

@@ -14,7 +14,7 @@ from pyproj import Transformer
 from shapely import affinity
 from shapely.geometry import LineString, Point, Polygon, box
 
-from sources.geo import transformer
+from unigeo.core.geo import transformer
 
 # Years at which the scene changes: buildings with ``built``/``removed`` == CHANGE_YEAR.
 CHANGE_YEAR = 2022

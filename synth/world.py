@@ -36,11 +36,11 @@ from PIL import Image
 from rasterio.io import MemoryFile
 from shapely.geometry import Point
 
-from sources.geo import transformer
-from sources.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
-from sources.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
-from sources.synth.scene import CHANGE_YEAR, Scene, procedural_scene
-from unigeo.errors import ConfigError
+from unigeo.core.geo import transformer
+from unigeo.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
+from unigeo.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
+from unigeo.synth.scene import CHANGE_YEAR, Scene, procedural_scene
+from unigeo.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_scene(world: str, size: WorldSize, seed: int) -> Scene:
     if world == "procedural":
         return procedural_scene(size.size_m, seed)
     if world == "helsinki":
-        from sources.synth.osm import helsinki_scene
+        from unigeo.synth.osm import helsinki_scene
 
         return helsinki_scene(seed)
     raise ConfigError(f"unknown world {world!r}; choose one of {WORLDS}")
@@ -332,7 +332,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     }, geometry=[b.footprint for b in scene.buildings], crs=scene.crs).to_crs(4326)
     buildings.to_file(os.path.join(out_dir, "buildings.geojson"), driver="GeoJSON")
     if world == "helsinki":
-        from sources.synth.osm import helsinki_pbf
+        from unigeo.synth.osm import helsinki_pbf
 
         pois_name = "Helsinki.osm.pbf"
         shutil.copyfile(helsinki_pbf(), os.path.join(out_dir, pois_name))

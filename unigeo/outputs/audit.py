@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline.manifest import ledger_counts
-from pipeline.outputs import MANIFEST, join, match, read_json, read_ledger, relative
-from pipeline.shards import sha256_stream
-from pipeline.split import parse_years, split_of
-from pipeline.types import KEPT, STATUSES
-from sources.panoramas import index_chunks
+from unigeo.outputs.manifest import ledger_counts
+from unigeo.outputs.readers import MANIFEST, join, match, read_json, read_ledger, relative
+from unigeo.pipeline.shards import sha256_stream
+from unigeo.pipeline.split import parse_years, split_of
+from unigeo.pipeline.types import KEPT, STATUSES
+from unigeo.sources.panoramas import index_chunks
 
 MAX_LISTED = 50
 
@@ -44,7 +44,7 @@ def _input_rows(panoramas: str) -> int | None:
         return None
     if all(c.n_rows >= 0 for c in chunks):
         return sum(c.n_rows for c in chunks)
-    from sources.panoramas import read_chunk
+    from unigeo.sources.panoramas import read_chunk
 
     return sum(len(df) for c in chunks for _, df in read_chunk(c))
 
@@ -91,7 +91,7 @@ def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], ima
 
 def audit(out: str) -> dict[str, Any]:
     """Audit a build folder; ``result["ok"]`` is False when any check failed."""
-    from pipeline.outputs import iter_shard
+    from unigeo.outputs.readers import iter_shard
 
     violations: list[str] = []
 

@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.outputs import MANIFEST, join, match, read_cells, read_ledger, read_rejects, read_shard_stats, relative
-from pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
-from sources.config import SourcesConfig
-from sources.metros import Metro
+from unigeo.outputs.readers import MANIFEST, join, match, read_cells, read_ledger, read_rejects, read_shard_stats, relative
+from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
+from unigeo.sources.config import SourcesConfig
+from unigeo.sources.metros import Metro
 from unigeo import __version__
 
 FORMAT = "unigeo-build/1"

@@ -2,7 +2,7 @@
 
 Exceptions are for bad configuration and unusable inputs as a whole (a boundary file with no
 geometry, a raster without CRS). A bad *record* inside an otherwise usable input is never an
-exception: it becomes a reject with a reason (see ``sources.panoramas.validate_panoramas``).
+exception: it becomes a reject with a reason (see ``unigeo.sources.panoramas.validate_panoramas``).
 Every message names the offending value and, where there is one, the fix.
 """
 

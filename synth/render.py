@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from sources.geo import transformer
-from sources.synth.raster import BUILDING, TREE, SceneGrids
+from unigeo.core.geo import transformer
+from unigeo.synth.raster import BUILDING, TREE, SceneGrids
 
 SKY_HORIZON = np.array([178, 204, 232], dtype=np.float32)
 SKY_ZENITH = np.array([66, 118, 196], dtype=np.float32)

@@ -9,7 +9,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry import LineString, Point
 
-from sources.synth.scene import Scene
+from unigeo.synth.scene import Scene
 
 # Surface classes.
 GRASS, ROAD, SIDEWALK, MARKING, PARK, WATER, TREE, BUILDING = range(8)

@@ -25,9 +25,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from pipeline.cells import cell_polygon
-from pipeline.fps import local_metres
-from pipeline.outputs import (
+from unigeo.pipeline.cells import cell_polygon
+from unigeo.pipeline.fps import local_metres
+from unigeo.outputs.readers import (
     MANIFEST,
     join,
     match,
@@ -37,9 +37,9 @@ from pipeline.outputs import (
     read_parquet_files,
     read_rejects,
 )
-from pipeline.report_html import render_html
-from pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
-from sources.metros import read_boundary
+from unigeo.outputs.report_html import render_html
+from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
+from unigeo.sources.metros import read_boundary
 
 EXAMPLES = 3
 MAX_POLYGONS = 60_000  # above this many cells, maps draw centres instead of polygons

@@ -1,0 +1,1 @@
+"""The build's outputs read and written without Beam: manifest, audit, report."""
