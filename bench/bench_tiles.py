@@ -22,10 +22,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, reproject
-
 from unigeo.pipeline.tiles import tile_grid
-from unigeo.synth.world import write_world
 from unigeo.sources.tiles import Grid, RasterStack
+from unigeo.synth.world import write_world
 
 
 def baseline_tile(aerial: str, dsm: str, grid: Grid) -> tuple[np.ndarray, np.ndarray]:

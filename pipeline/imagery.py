@@ -19,7 +19,6 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 from PIL import Image
-
 from unigeo.pipeline.crops import crop_params, render_crops
 from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.shards import encode_sample
@@ -28,6 +27,7 @@ from unigeo.pipeline.text_endpoint import EndpointGenerator
 from unigeo.pipeline.tiles import Epoch, epochs_for_split, tile_grid
 from unigeo.pipeline.types import KEPT, REJECTED, SPLITS, LedgerRow, Reject, SampleKey, capture_year
 from unigeo.sources.tiles import Grid, RasterStack
+
 from unigeo.core import reasons
 
 LEDGER = "ledger"

@@ -14,10 +14,8 @@ import pyarrow as pa
 import shapely
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
-
 from unigeo.pipeline.cells import check_level, default_parent_level
 from unigeo.pipeline.imagery import SUMMARY, ImageryOptions, PoiColumns, RenderSamples, TextOptions
-from unigeo.outputs.manifest import write_manifest
 from unigeo.pipeline.metrics import counters
 from unigeo.pipeline.split import parse_years
 from unigeo.pipeline.transforms import (
@@ -32,11 +30,13 @@ from unigeo.pipeline.transforms import (
 )
 from unigeo.pipeline.types import Reject
 from unigeo.sources.config import SourcesConfig, load_config
-from unigeo.core.fileio import parent
 from unigeo.sources.metros import Metro, read_boundary
 from unigeo.sources.pois import PoiTable, read_pois
 from unigeo.sources.rasters import RasterSource, open_raster
+
 from unigeo.core.errors import ConfigError
+from unigeo.core.fileio import parent
+from unigeo.outputs.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-
 from unigeo.pipeline.fps import local_metres
 
 TEMPLATE_VERSION = "1"

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from unigeo.pipeline.types import TEST, TRAIN
-from unigeo.core.geo import transformer
 from unigeo.sources.tiles import Grid
+
+from unigeo.core.geo import transformer
 
 
 def utm_epsg(lat: float, lon: float) -> int:

@@ -19,14 +19,21 @@ import shapely
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 from shapely.geometry.base import BaseGeometry
-
 from unigeo.pipeline.cells import cell_center, cell_polygon, cell_token, check_level, children_in, parent_cells
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
 from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
 from unigeo.pipeline.split import split_of
 from unigeo.pipeline.types import NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey, capture_year
-from unigeo.sources.panoramas import DUPLICATE_VALUES, IndexChunk, check_rows, index_chunks, read_chunk, resolve_duplicates
+from unigeo.sources.panoramas import (
+    DUPLICATE_VALUES,
+    IndexChunk,
+    check_rows,
+    index_chunks,
+    read_chunk,
+    resolve_duplicates,
+)
+
 from unigeo.core import reasons
 
 REJECTS = "rejects"

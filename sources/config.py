@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from unigeo.core.fileio import open_binary, parent, resolve
 from unigeo.core.errors import ConfigError
+from unigeo.core.fileio import open_binary, parent, resolve
 
 METRO_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _KEYS = {"metros", "panoramas", "aerial", "dsm", "pois", "dates"}

@@ -9,8 +9,8 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from unigeo.core.fileio import gdal_path
 from unigeo.core.errors import EmptyGeometryError, MissingCRSError, SourceError
+from unigeo.core.fileio import gdal_path
 
 
 @dataclass(frozen=True)

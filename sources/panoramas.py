@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from unigeo.core.fileio import open_binary, parent, resolve
 from unigeo.core import reasons
 from unigeo.core.errors import SourceError
+from unigeo.core.fileio import open_binary, parent, resolve
 
 REQUIRED_COLUMNS = ("pano_id", "lat", "lon", "heading_deg", "captured_at", "uri")
 REJECT_COLUMNS = ("row", "pano_id", "reason", "detail")

@@ -15,9 +15,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from unigeo.core.fileio import gdal_path
 from unigeo.core import reasons
 from unigeo.core.errors import MissingCRSError, SourceError
+from unigeo.core.fileio import gdal_path
 
 POI_COLUMNS = ("poi_id", "name", "category", "lon", "lat", "source_id", "neighbourhood")
 REJECT_COLUMNS = ("row", "source_id", "reason", "detail")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from unigeo.sources.config import load_config
+
 from unigeo.cli import cli
 
 

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-
 from unigeo.pipeline.crops import (
     CropParams,
     crop_map,

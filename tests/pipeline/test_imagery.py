@@ -14,7 +14,6 @@ import pytest
 from affine import Affine
 from PIL import Image
 from rasterio.features import rasterize
-
 from unigeo.pipeline.imagery import ImageryOptions
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import apache_beam as beam
-
 from unigeo.pipeline.types import SampleKey, SampleKeyCoder
 
 

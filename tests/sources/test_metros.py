@@ -6,8 +6,8 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from shapely.geometry import Polygon, box
-
 from unigeo.sources.metros import read_boundary
+
 from unigeo.core.errors import EmptyGeometryError, MissingCRSError, SourceError
 
 # A square in Web Mercator around (-71.06, 42.36).

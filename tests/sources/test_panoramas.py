@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from unigeo.sources.panoramas import read_panorama_index, validate_panoramas
+
 from unigeo.core import reasons
 from unigeo.core.errors import SourceError
 
@@ -129,7 +129,6 @@ def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
 def test_chunks_number_rows_across_row_groups(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from unigeo.sources.panoramas import index_chunks, read_chunk
 
     df = pd.DataFrame([{**GOOD, "pano_id": f"p{i}"} for i in range(7)])

@@ -5,9 +5,9 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from shapely.geometry import Point, box
-
 from unigeo.sources.pois import read_pois
 from unigeo.synth.osm import helsinki_pbf
+
 from unigeo.core import reasons
 
 

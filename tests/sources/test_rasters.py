@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from unigeo.sources.config import RasterSpec
 from unigeo.sources.rasters import date_from_tags, open_raster
+
 from tests.conftest import write_geotiff
 from unigeo.core.errors import MissingCRSError, MissingDateError, SourceError
 

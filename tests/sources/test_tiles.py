@@ -9,9 +9,9 @@ import pytest
 import rasterio
 from pyproj import Transformer
 from rasterio.warp import Resampling, reproject
-
 from unigeo.pipeline.tiles import tile_grid
 from unigeo.sources.tiles import Grid, RasterStack
+
 from tests.conftest import write_geotiff
 
 LAT, LON = 42.3505, -71.0800

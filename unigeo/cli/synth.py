@@ -8,10 +8,10 @@ import os
 
 import click
 
-from unigeo.sources.inventory import format_inventory, inventory
-from unigeo.synth.world import WORLDS, write_world
 from unigeo.cli.options import seed_option, size_option, verbosity
 from unigeo.core.errors import UniGeoError
+from unigeo.sources.inventory import format_inventory, inventory
+from unigeo.synth.world import WORLDS, write_world
 
 
 def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None) -> dict:

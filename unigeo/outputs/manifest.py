@@ -9,11 +9,20 @@ from typing import Any
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from unigeo.outputs.readers import MANIFEST, join, match, read_cells, read_ledger, read_rejects, read_shard_stats, relative
+from unigeo import __version__
+from unigeo.outputs.readers import (
+    MANIFEST,
+    join,
+    match,
+    read_cells,
+    read_ledger,
+    read_rejects,
+    read_shard_stats,
+    relative,
+)
 from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
 from unigeo.sources.config import SourcesConfig
 from unigeo.sources.metros import Metro
-from unigeo import __version__
 
 FORMAT = "unigeo-build/1"
 

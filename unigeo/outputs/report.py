@@ -25,8 +25,6 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.pipeline.cells import cell_polygon
-from unigeo.pipeline.fps import local_metres
 from unigeo.outputs.readers import (
     MANIFEST,
     join,
@@ -38,6 +36,8 @@ from unigeo.outputs.readers import (
     read_rejects,
 )
 from unigeo.outputs.report_html import render_html
+from unigeo.pipeline.cells import cell_polygon
+from unigeo.pipeline.fps import local_metres
 from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
 from unigeo.sources.metros import read_boundary
 
