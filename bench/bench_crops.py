@@ -21,6 +21,7 @@ import sys
 import time
 
 from PIL import Image
+
 from unigeo.pipeline.crops import crop_map, crop_params, decode, draft_scale, encode_jpeg, remap_numpy, render_crops
 from unigeo.synth.world import write_world
 

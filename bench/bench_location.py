@@ -23,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
 from unigeo.pipeline.job import BuildOptions, run_build

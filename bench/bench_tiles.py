@@ -22,6 +22,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, reproject
+
 from unigeo.pipeline.tiles import tile_grid
 from unigeo.sources.tiles import Grid, RasterStack
 from unigeo.synth.world import write_world

@@ -1,23 +1,28 @@
-"""The ``unigeo build`` job: options, the pipeline graph, and the run from config to manifest."""
+"""The ``unigeo build`` job: its inputs read and staged on the launcher, the pipeline graph, the run.
+
+``run_job`` checks the config and every input before anything under ``DIR`` changes, clears what an
+earlier build wrote, stages metros and POIs under ``DIR/inputs`` (workers read them there; the job
+graph carries only paths), runs the pipeline and returns its counters. Manifest and report are
+written afterwards from the outputs (``unigeo.outputs``).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
-import shapely
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
-from unigeo.pipeline.cells import check_level, default_parent_level
-from unigeo.pipeline.imagery import SUMMARY, ImageryOptions, PoiColumns, RenderSamples, TextOptions
+
+from unigeo.core.fileio import glob, parent, remove
+from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, LedgerRow, Reject
+from unigeo.pipeline.imagery import SUMMARY, RenderSamples, RenderSpec
 from unigeo.pipeline.metrics import counters
-from unigeo.pipeline.split import parse_years
+from unigeo.pipeline.options import BuildOptions
+from unigeo.pipeline.staging import FOLDER as STAGED
+from unigeo.pipeline.staging import StagedInputs, poi_rejects, stage_inputs
 from unigeo.pipeline.transforms import (
     LEDGER,
     REJECTS,
@@ -28,117 +33,71 @@ from unigeo.pipeline.transforms import (
     WriteShards,
     reject_to_ledger,
 )
-from unigeo.pipeline.types import Reject
 from unigeo.sources.config import SourcesConfig, load_config
 from unigeo.sources.metros import Metro, read_boundary
 from unigeo.sources.pois import PoiTable, read_pois
 from unigeo.sources.rasters import RasterSource, open_raster
 
-from unigeo.core.errors import ConfigError
-from unigeo.core.fileio import parent
-from unigeo.outputs.manifest import write_manifest
-
 log = logging.getLogger(__name__)
 
-LEDGER_SCHEMA = pa.schema([("row", pa.int64()), ("pano_id", pa.string()), ("metro", pa.string()),
-                           ("cell", pa.string()), ("split", pa.string()), ("status", pa.string()),
-                           ("reason", pa.string()), ("detail", pa.string()), ("year", pa.int64())])
-CELLS_SCHEMA = pa.schema([("metro", pa.string()), ("cell", pa.string()), ("lat", pa.float64()),
-                          ("lon", pa.float64())])
 # What a build owns under its output folder; cleared before a build so no stale file survives.
-OUTPUT_GLOBS = ("shards/*/*", "ledger/*", "rejects/*", "cells/*", "samples/*", "report/*", "manifest.json")
-SAMPLES_SCHEMA = pa.schema([
-    ("metro", pa.string()), ("cell", pa.string()), ("split", pa.string()), ("lat", pa.float64()),
-    ("lon", pa.float64()), ("panoramas", pa.int64()), ("panoramas_in_cell", pa.int64()), ("crops", pa.int64()),
-    ("members", pa.int64()), ("aerial", pa.bool_()), ("aerial_year", pa.int64()), ("aerial_nodata", pa.float64()),
-    ("dsm", pa.bool_()), ("dsm_year", pa.int64()), ("dsm_nodata", pa.float64()), ("tile_crs", pa.string()),
-    ("tile_gsd", pa.float64()), ("text", pa.string()), ("text_pois", pa.int64()), ("missing", pa.string())])
+OUTPUT_GLOBS = ("shards/*/*", "ledger/*", "rejects/*", "cells/*", "samples/*", "report/*", f"{STAGED}/*",
+                "manifest.json")
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    """Options of ``unigeo build`` (defaults from the design contract)."""
+class BuildInputs:
+    """A config and every input it names, read and checked on the launcher."""
 
-    level: int = 16
-    max_panos: int = 120
-    holdout_year: int = 2023
-    years: str = "2017-2024"
-    seed: int = 0
-    parent_level: int | None = None
-    shard_max_samples: int = 1000
-    shard_max_mb: float = 1024.0
-    imagery: ImageryOptions | None = dataclasses.field(default_factory=ImageryOptions)  # None: no images
-    text: TextOptions = dataclasses.field(default_factory=TextOptions)
-
-    def __post_init__(self) -> None:
-        try:
-            check_level(self.level)
-            parse_years(self.years)
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
-        if self.max_panos < 1:
-            raise ConfigError(f"--max-panos must be >= 1, got {self.max_panos}")
-        if not 1900 <= self.holdout_year <= 2100:
-            raise ConfigError(f"--holdout-year {self.holdout_year} is not a plausible year")
-        if self.parent_level is not None and not 0 <= self.parent_level <= self.level:
-            raise ConfigError(f"--parent-level must be in 0..{self.level}, got {self.parent_level}")
-        if self.shard_max_samples < 1 or self.shard_max_mb <= 0:
-            raise ConfigError("--shard-max-samples and --shard-max-mb must be positive")
-
-    @property
-    def year_range(self) -> tuple[int, int]:
-        return parse_years(self.years)
-
-    @property
-    def cover_parent_level(self) -> int:
-        return default_parent_level(self.level) if self.parent_level is None else self.parent_level
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["parent_level"] = self.cover_parent_level
-        return d
+    config: SourcesConfig
+    metros: list[Metro]
+    aerial: list[RasterSource]
+    dsm: list[RasterSource]
+    pois: PoiTable | None
 
 
-def _ledger_dict(row: Any) -> dict[str, Any]:
+def read_inputs(config_path: str) -> BuildInputs:
+    """Read the config and open every input (boundaries, raster headers, POIs).
+
+    Raises:
+        ConfigError, SourceError: bad configuration or an unusable input.
+    """
+    cfg = load_config(config_path)
+    metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
+    for m in metros:
+        for repair in m.repairs:
+            log.warning("metro %s: %s", m.name, repair)
+    return BuildInputs(cfg, metros, [open_raster(r, "aerial") for r in cfg.aerial],
+                       [open_raster(r, "dsm") for r in cfg.dsm], read_pois(cfg.pois) if cfg.pois else None)
+
+
+def _ledger_dict(row: LedgerRow) -> dict[str, Any]:
     return row._asdict()
 
 
-def _reject_json(r: Any) -> str:
-    return json.dumps(r._asdict(), sort_keys=True, ensure_ascii=False)
+def _reject_json(r: Reject) -> str:
+    return r.as_json()
 
 
-def poi_columns(table: PoiTable | None) -> PoiColumns:
-    if table is None:
-        return PoiColumns()
-    p = table.pois
-    return PoiColumns(tuple(p["poi_id"]), tuple(p["name"]), tuple(p["category"]), tuple(map(float, p["lat"])),
-                      tuple(map(float, p["lon"])), tuple(p["neighbourhood"]))
-
-
-def poi_rejects(table: PoiTable | None, path: str | None) -> list[Reject]:
-    if table is None:
-        return []
-    return [Reject("poi", str(r["source_id"]), str(r["reason"]), str(r["detail"]), {"file": path, "row": int(r["row"])},
-                   int(r["row"])) for r in table.rejects.to_dict(orient="records")]
-
-
-def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], opts: BuildOptions, out: str,
-                   aerial: list[RasterSource], dsm: list[RasterSource], pois: PoiTable | None = None) -> None:
-    """Add the build job's transforms to ``p``."""
+def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions, out: str,
+                   aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
+    """Add the build job's transforms to ``p``; staged inputs are read on the workers."""
     out = out.rstrip("/")
-    wkb = [(m.name, shapely.to_wkb(m.geometry)) for m in metros]
     panos = p | "ReadPanoramas" >> ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
-    assigned = panos["good"] | "AssignCells" >> AssignCells(wkb, opts.level, opts.holdout_year, opts.year_range)
+    assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
+                                                            opts.year_range)
     selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
-    rendered = selected.samples | "RenderSamples" >> RenderSamples(
-        opts.imagery, opts.seed, opts.holdout_year, opts.year_range,
-        [(r.path, r.date.isoformat()) for r in aerial], [(r.path, r.date.isoformat()) for r in dsm],
-        opts.text, poi_columns(pois))
+    spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
+                      tuple((r.path, r.date.isoformat()) for r in aerial),
+                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois)
+    rendered = selected.samples | "RenderSamples" >> RenderSamples(spec)
     (rendered[SUMMARY]
      | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))
 
     pano_rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
-    other_rejects = p | "PoiRejects" >> beam.Create(poi_rejects(pois, cfg.pois))
+    other_rejects = (p
+                     | "PoiRejectsFile" >> beam.Create([staged.poi_rejects] if staged.poi_rejects else [])
+                     | "PoiRejects" >> beam.FlatMap(poi_rejects))
     ((pano_rejects, rendered[REJECTS], other_rejects)
      | "AllRejects" >> beam.Flatten()
      | "RejectsToJson" >> beam.Map(_reject_json)
@@ -150,7 +109,7 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, metros: list[Metro], op
      | "WriteLedger" >> beam.io.WriteToParquet(f"{out}/ledger/ledger", LEDGER_SCHEMA, file_name_suffix=".parquet"))
 
     (p
-     | "CoverMetros" >> CoverMetros(wkb, opts.level, opts.cover_parent_level)
+     | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
      | "WriteCells" >> beam.io.WriteToParquet(f"{out}/cells/cells", CELLS_SCHEMA, file_name_suffix=".parquet"))
 
     (rendered.encoded
@@ -168,48 +127,25 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 
 def clear_outputs(out: str) -> int:
     """Delete what an earlier build left under ``out``; returns how many files."""
-    paths: list[str] = []
-    for pattern in OUTPUT_GLOBS:
-        for result in FileSystems.match([f"{out.rstrip('/')}/{pattern}"]):
-            paths.extend(m.path for m in result.metadata_list)
-    if paths:
-        FileSystems.delete(paths)
+    paths = [path for pattern in OUTPUT_GLOBS for path in glob(out, pattern)]
+    remove(paths)
     return len(paths)
 
 
-def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
-    """Run the build job and write ``DIR/manifest.json``; return the manifest.
-
-    Raises:
-        ConfigError, SourceError: bad configuration or an unusable input, before anything runs.
-    """
-    cfg = load_config(config_path)
-    metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
-    aerial = [open_raster(r, "aerial") for r in cfg.aerial]
-    dsm = [open_raster(r, "dsm") for r in cfg.dsm]
-    pois = read_pois(cfg.pois) if cfg.pois else None
-    for m in metros:
-        for repair in m.repairs:
-            log.warning("metro %s: %s", m.name, repair)
+def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
+    """Run the build job on checked inputs; returns ``{"counters", "runner", "duration_s", "started_unix"}``."""
     options = pipeline_options(beam_args)
     removed = clear_outputs(out)
     if removed:
         log.info("removed %d files of an earlier build under %s", removed, out)
+    staged = stage_inputs(out, inputs.metros, inputs.pois, inputs.config.pois)
     runner = options.get_all_options().get("runner") or "DirectRunner"
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",
-             config_path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
+             inputs.config.path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
     p = beam.Pipeline(options=options)
-    build_pipeline(p, cfg, metros, opts, out, aerial, dsm, pois)
+    build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()
-    duration = time.time() - started
-    found = counters(result)
-    manifest = write_manifest(out, cfg, metros, opts.as_dict(), found,
-                              {"runner": str(runner), "beam_args": list(beam_args), "duration_s": round(duration, 2),
-                               "started_unix": round(started, 3)})
-    from unigeo.outputs.report import build_report  # matplotlib is slow to import
-
-    build_report(out)
-    log.info("report: %s/report/index.html", out.rstrip("/"))
-    return manifest
+    return {"counters": counters(result), "runner": str(runner), "duration_s": round(time.time() - started, 2),
+            "started_unix": round(started, 3)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from unigeo.pipeline.types import TEST, TRAIN
+from unigeo.core.sample import TEST, TRAIN
 
 _RANGE = re.compile(r"^\s*(\d{4})\s*-\s*(\d{4})\s*$")
 

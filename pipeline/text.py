@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from unigeo.pipeline.fps import local_metres
 
 TEMPLATE_VERSION = "1"
@@ -64,11 +65,16 @@ class PlaceFacts:
 
 @dataclass(frozen=True)
 class Description:
+    """A place's text, where it came from, and why the preferred generator failed (None when it did not)."""
+
     text: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None
 
 
 class TextGenerator(Protocol):
+    """Turns a place's facts into a description; a failure is returned with a fall-back text, never raised."""
+
     name: str
 
     def describe(self, facts: PlaceFacts, seed: int, key: str) -> Description: ...

@@ -71,7 +71,7 @@ class EndpointGenerator:
             raise ValueError("empty completion")
         return str(text)
 
-    def describe_or_fail(self, facts: PlaceFacts, seed: int, key: str) -> tuple[Description, str | None]:
+    def describe(self, facts: PlaceFacts, seed: int, key: str) -> Description:
         """The endpoint's description, or the template's with the reason the endpoint failed."""
         prompt = build_prompt(facts)
         error = ""
@@ -80,15 +80,12 @@ class EndpointGenerator:
                 text = self._request(prompt, seed)
                 return Description(text, {"generator": self.name, "version": self.version, "model": self.model,
                                           "poi_ids": [p.poi_id for p in facts.pois],
-                                          "prompt_sha256": facts_digest(facts, SYSTEM_PROMPT + prompt)}), None
+                                          "prompt_sha256": facts_digest(facts, SYSTEM_PROMPT + prompt)})
             except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError, IndexError) as e:
                 error = f"{type(e).__name__}: {e}"
                 log.debug("text endpoint attempt %d for %s failed: %s", attempt + 1, key, error)
                 if attempt + 1 < self.retries:
                     time.sleep(self.backoff_s * 2**attempt)
         fallback = TemplateGenerator().describe(facts, seed, key)
-        fallback.provenance["fallback_from"] = self.name
-        return fallback, f"{self.retries} attempts failed; last: {error}"
-
-    def describe(self, facts: PlaceFacts, seed: int, key: str) -> Description:
-        return self.describe_or_fail(facts, seed, key)[0]
+        return Description(fallback.text, {**fallback.provenance, "fallback_from": self.name},
+                           f"{self.retries} attempts failed; last: {error}")

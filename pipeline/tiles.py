@@ -6,10 +6,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from unigeo.pipeline.types import TEST, TRAIN
-from unigeo.sources.tiles import Grid
-
 from unigeo.core.geo import transformer
+from unigeo.core.sample import TEST, TRAIN
+from unigeo.sources.tiles import Grid
 
 
 def utm_epsg(lat: float, lon: float) -> int:

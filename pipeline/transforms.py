@@ -16,15 +16,18 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import shapely
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 from shapely.geometry.base import BaseGeometry
-from unigeo.pipeline.cells import cell_center, cell_polygon, cell_token, check_level, children_in, parent_cells
-from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
+
+from unigeo.core.fileio import create, rename, write_bytes
+from unigeo.core.sample import JSON, REJECTED, LedgerRow, Reject, SampleKey, capture_year, member_kind
+from unigeo.pipeline.cells import cell_center, check_level, children_in, parent_cells
+from unigeo.pipeline.coders import SampleKeyCoder  # noqa: F401  registers the key coder
+from unigeo.pipeline.locate import assign, select
 from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
-from unigeo.pipeline.split import split_of
-from unigeo.pipeline.types import NOT_SELECTED, REJECTED, LedgerRow, Pano, Reject, SampleKey, capture_year
+from unigeo.pipeline.staging import load_metros
+from unigeo.pipeline.types import Pano
 from unigeo.sources.panoramas import (
     DUPLICATE_VALUES,
     IndexChunk,
@@ -33,8 +36,6 @@ from unigeo.sources.panoramas import (
     read_chunk,
     resolve_duplicates,
 )
-
-from unigeo.core import reasons
 
 REJECTS = "rejects"
 LEDGER = "ledger"
@@ -127,50 +128,38 @@ class ReadPanoramas(beam.PTransform):
 # ---------------------------------------------------------------- cells and splits
 
 
+def _prepared(metros: list[tuple[str, BaseGeometry]]) -> list[tuple[str, BaseGeometry]]:
+    for _, g in metros:
+        shapely.prepare(g)
+    return metros
+
+
 class _Assign(beam.DoFn):
-    def __init__(self, metros: list[tuple[str, bytes]], level: int, holdout_year: int, years: tuple[int, int]):
-        self.metros = metros
+    def __init__(self, metros_path: str, level: int, holdout_year: int, years: tuple[int, int]):
+        self.metros_path = metros_path
         self.level = level
         self.holdout_year = holdout_year
         self.years = years
-        self._geoms: list[BaseGeometry] = []
+        self._metros: list[tuple[str, BaseGeometry]] = []
 
     def setup(self) -> None:
-        self._geoms = [shapely.from_wkb(wkb) for _, wkb in self.metros]
-        for g in self._geoms:
-            shapely.prepare(g)
+        self._metros = _prepared(load_metros(self.metros_path))
 
     def process(self, p: Pano) -> Iterator[Any]:
-        inside = [i for i, g in enumerate(self._geoms) if shapely.contains_xy(g, p.lon, p.lat)]
-        if not inside:
-            inc_counter("assign", f"rejected/{reasons.OUTSIDE_METROS}")
-            names = [n for n, _ in self.metros]
-            yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS,
-                                               f"({p.lat}, {p.lon}) lies in none of {names}", p.as_json(), p.row))
+        result = assign(p, self._metros, self.level, self.holdout_year, self.years)
+        if isinstance(result, Reject):
+            inc_counter("assign", f"rejected/{result.reason}")
+            yield TaggedOutput(REJECTS, result)
             return
-        split = split_of(p.year, self.holdout_year, self.years)
-        if split is None:
-            inc_counter("assign", f"rejected/{reasons.YEAR_OUT_OF_RANGE}")
-            yield TaggedOutput(REJECTS, Reject(
-                "panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
-                f"captured in {p.year}; the build takes {self.years[0]}-{self.years[1]} "
-                f"and holdout {self.holdout_year}", p.as_json(), p.row, self.metros[inside[0]][0],
-                cell_token(p.lat, p.lon, self.level)))
-            return
-        cell = cell_token(p.lat, p.lon, self.level)
-        metro = inside[0]
-        if metro > 0:  # a cell belongs to the first metro (config order) that it touches
-            poly = cell_polygon(cell)
-            metro = next(i for i in range(metro + 1) if self._geoms[i].intersects(poly))
-        inc_counter("assign", f"{split}")
-        yield SampleKey(self.metros[metro][0], cell, split), p
+        inc_counter("assign", result.split)
+        yield result, p
 
 
 @dataclass(eq=False)
 class AssignCells(beam.PTransform):
     """``Pano`` -> ``(SampleKey, Pano)``; panoramas outside every metro or out of the year range are rejected."""
 
-    metros: list[tuple[str, bytes]]  # (name, WKB in EPSG:4326), in config order
+    metros: str  # the staged metros (pipeline.staging), loaded on the workers
     level: int
     holdout_year: int
     years: tuple[int, int]
@@ -178,8 +167,6 @@ class AssignCells(beam.PTransform):
     def __post_init__(self) -> None:
         super().__init__()
         check_level(self.level)
-        if not self.metros:
-            raise ValueError("no metros to assign panoramas to")
         if self.years[0] > self.years[1]:
             raise ValueError(f"empty year range {self.years}")
 
@@ -196,26 +183,14 @@ class _Select(beam.DoFn):
 
     def process(self, element: tuple[SampleKey, Iterable[Pano]]) -> Iterator[Any]:
         key, group = element
-        panos = sorted(group, key=lambda p: (p.pano_id, p.row))
-        lat0, lon0 = cell_center(key.cell)
-        pts = local_metres(np.array([p.lat for p in panos]), np.array([p.lon for p in panos]), lat0, lon0)
-        order = farthest_point_sample(pts, self.max_panos, first_index(self.seed, key.name, len(panos)))
-        chosen = set(order.tolist())
-        kept = [panos[i] for i in order]
-        inc_counter("select", "selected", len(kept))
-        inc_counter("select", "not_selected", len(panos) - len(kept))
+        panos = list(group)
+        sample, not_selected = select(key, panos, self.max_panos, self.seed, self.level)
+        inc_counter("select", "selected", len(sample["panoramas"]))
+        inc_counter("select", "not_selected", len(not_selected))
         inc_counter("select", f"samples/{key.split}")
-        for i, p in enumerate(panos):
-            if i not in chosen:
-                yield TaggedOutput(LEDGER, LedgerRow(p.row, p.pano_id, key.metro, key.cell, key.split, NOT_SELECTED,
-                                                     "", f"cell holds {len(panos)} > max {self.max_panos}", p.year))
-        dates = sorted(p.captured_at for p in kept)
-        yield key, {
-            "key": key.name, "cell": key.cell, "level": self.level, "lat": lat0, "lon": lon0,
-            "metro": key.metro, "split": key.split, "dates": {"first": dates[0], "last": dates[-1]},
-            "years": sorted({p.year for p in kept}), "panoramas_in_cell": len(panos),
-            "panoramas": [p.as_json() for p in kept],
-        }
+        for row in not_selected:
+            yield TaggedOutput(LEDGER, row)
+        yield key, sample
 
 
 @dataclass(eq=False)
@@ -242,33 +217,36 @@ class SelectPanoramas(beam.PTransform):
 
 
 def reject_to_ledger(r: Reject) -> LedgerRow:
-    return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail, capture_year(r.record))
+    return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail,
+                     capture_year(r.record.get("captured_at")))
 
 
 # ---------------------------------------------------------------- metro covering
 
 
 class _Parents(beam.DoFn):
-    def __init__(self, parent_level: int) -> None:
+    def __init__(self, metros_path: str, parent_level: int) -> None:
+        self.metros_path = metros_path
         self.parent_level = parent_level
 
-    def process(self, metro: tuple[str, bytes]) -> Iterator[tuple[str, bytes, str]]:
-        name, wkb = metro
-        for parent in parent_cells(shapely.from_wkb(wkb), self.parent_level):
-            yield name, wkb, parent
+    def process(self, _: Any) -> Iterator[tuple[str, str]]:
+        for name, geom in load_metros(self.metros_path):
+            for parent in parent_cells(geom, self.parent_level):
+                yield name, parent
 
 
 class _Children(beam.DoFn):
-    def __init__(self, level: int) -> None:
+    def __init__(self, metros_path: str, level: int) -> None:
+        self.metros_path = metros_path
         self.level = level
-        self._cache: dict[bytes, BaseGeometry] = {}
+        self._geoms: dict[str, BaseGeometry] = {}
 
-    def process(self, element: tuple[str, bytes, str]) -> Iterator[dict[str, Any]]:
-        name, wkb, parent = element
-        geom = self._cache.get(wkb)
-        if geom is None:
-            geom = self._cache[wkb] = shapely.from_wkb(wkb)
-            shapely.prepare(geom)
+    def setup(self) -> None:
+        self._geoms = dict(_prepared(load_metros(self.metros_path)))
+
+    def process(self, element: tuple[str, str]) -> Iterator[dict[str, Any]]:
+        name, parent = element
+        geom = self._geoms[name]
         for token in children_in(geom, parent, self.level):
             lat, lon = cell_center(token)
             inc_counter("cover", f"cells/{name}")
@@ -279,7 +257,7 @@ class _Children(beam.DoFn):
 class CoverMetros(beam.PTransform):
     """Metros -> every S2 cell at ``level`` that intersects each, as ``{metro, cell, lat, lon}`` rows."""
 
-    metros: list[tuple[str, bytes]]
+    metros: str  # the staged metros (pipeline.staging), loaded on the workers
     level: int
     parent_level: int
 
@@ -291,10 +269,10 @@ class CoverMetros(beam.PTransform):
 
     def expand(self, pbegin: Any) -> Any:
         return (pbegin
-                | "Metros" >> beam.Create(self.metros)
-                | "Parents" >> beam.ParDo(_Parents(self.parent_level))
+                | "Start" >> beam.Create([None])
+                | "Parents" >> beam.ParDo(_Parents(self.metros, self.parent_level))
                 | "SpreadParents" >> beam.Reshuffle()
-                | "Children" >> beam.ParDo(_Children(self.level)))
+                | "Children" >> beam.ParDo(_Children(self.metros, self.level)))
 
 
 # ---------------------------------------------------------------- shards
@@ -311,23 +289,20 @@ class _WriteShard(beam.DoFn):
         folder = f"{self.out_dir}/shards/{shard.split}"
         final = f"{folder}/{shard.name}.tar"
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-        with FileSystems.create(tmp) as f:
+        with create(tmp) as f:
             nbytes, sha = write_tar(f, samples)
-        if FileSystems.exists(final):  # a retried bundle: same content, replace it
-            FileSystems.delete([final])
-        FileSystems.rename([tmp], [final])
-        panoramas = sum(len(json.loads(dict(s.members)["json"])["panoramas"]) for s in samples)
+        rename(tmp, final)  # a retried bundle replaces the file with the same bytes
+        panoramas = sum(len(json.loads(dict(s.members)[JSON])["panoramas"]) for s in samples)
         members: dict[str, int] = {}
         for s in samples:
             for ext, _ in s.members:
-                kind = "sv.jpg" if ext.startswith("sv.") else ext
+                kind = member_kind(ext)
                 members[kind] = members.get(kind, 0) + 1
         stats = {"shard": f"shards/{shard.split}/{shard.name}.tar", "metro": shard.metro, "split": shard.split,
                  "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
                  "panoramas": panoramas, "members": dict(sorted(members.items())),
                  "first_key": samples[0].key, "last_key": samples[-1].key}
-        with FileSystems.create(f"{folder}/{shard.name}.stats.json") as f:
-            f.write(json.dumps(stats, indent=2, sort_keys=True).encode())
+        write_bytes(f"{folder}/{shard.name}.stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
         inc_counter("shards", "written")
         inc_counter("shards", "bytes", nbytes)
         yield stats

@@ -10,7 +10,6 @@ input row comes back either in ``good`` or in ``rejects`` with a reason from ``u
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,14 +20,10 @@ import pyarrow.parquet as pq
 from unigeo.core import reasons
 from unigeo.core.errors import SourceError
 from unigeo.core.fileio import open_binary, parent, resolve
+from unigeo.core.sample import CAPTURE_DATE
 
 REQUIRED_COLUMNS = ("pano_id", "lat", "lon", "heading_deg", "captured_at", "uri")
 REJECT_COLUMNS = ("row", "pano_id", "reason", "detail")
-_DATE = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-    r"(?:Z|[+-]\d{2}:?\d{2})?$"
-)
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,7 @@ def parse_capture_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Ser
         date as written (no time-zone shift), and per row ``""``, ``missing_date`` or ``bad_date``.
     """
     text = _text(values)
-    m = text.str.extract(_DATE)["date"]
+    m = text.str.extract(CAPTURE_DATE)["date"]
     day = pd.to_datetime(m, format="%Y-%m-%d", errors="coerce")
     status = pd.Series("", index=values.index, dtype=object)
     status[day.isna()] = reasons.BAD_DATE

@@ -14,10 +14,10 @@ from typing import Literal
 import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
-from unigeo.sources.config import RasterSpec
 
 from unigeo.core.errors import MissingCRSError, MissingDateError, SourceError
 from unigeo.core.fileio import gdal_path
+from unigeo.sources.config import RasterSpec
 
 RasterKind = Literal["aerial", "dsm"]
 # Tags GDAL or producers use for the acquisition date, in order of preference.

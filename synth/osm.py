@@ -15,6 +15,7 @@ import warnings
 
 import shapely
 from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
+
 from unigeo.synth.scene import CHANGE_YEAR, ROOF_PALETTE, Building, Scene, Street, Tree
 
 SCENE_CRS = "EPSG:3067"  # ETRS-TM35FIN, Finland's national grid (not UTM: its meridian is 27 E)

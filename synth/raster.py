@@ -8,6 +8,7 @@ import numpy as np
 from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry import LineString, Point
+
 from unigeo.synth.scene import Scene
 
 # Surface classes.

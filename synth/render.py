@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from unigeo.synth.raster import BUILDING, TREE, SceneGrids
 
 from unigeo.core.geo import transformer
+from unigeo.synth.raster import BUILDING, TREE, SceneGrids
 
 SKY_HORIZON = np.array([178, 204, 232], dtype=np.float32)
 SKY_ZENITH = np.array([66, 118, 196], dtype=np.float32)

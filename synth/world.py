@@ -35,12 +35,12 @@ from affine import Affine
 from PIL import Image
 from rasterio.io import MemoryFile
 from shapely.geometry import Point
-from unigeo.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
-from unigeo.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
-from unigeo.synth.scene import CHANGE_YEAR, Scene, procedural_scene
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.geo import transformer
+from unigeo.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
+from unigeo.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
+from unigeo.synth.scene import CHANGE_YEAR, Scene, procedural_scene
 
 log = logging.getLogger(__name__)
 

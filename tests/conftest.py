@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_bounds
+
 from unigeo.synth.world import write_world
 
 

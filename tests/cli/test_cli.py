@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from unigeo.sources.config import load_config
 
 from unigeo.cli import cli
+from unigeo.sources.config import load_config
 
 
 def test_help_lists_every_command_of_the_contract() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from unigeo.pipeline.shards import encode_sample, write_tar
 
 from unigeo.cli import cli
+from unigeo.pipeline.shards import encode_sample, write_tar
 
 BUILD_ARGS = ["--max-panos", "2", "--shard-max-samples", "4"]
 

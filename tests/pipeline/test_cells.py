@@ -5,6 +5,7 @@ import pytest
 import s2sphere
 import shapely
 from shapely.geometry import Point, Polygon, box
+
 from unigeo.pipeline.cells import (
     cell_center,
     cell_level,

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+
 from unigeo.pipeline.crops import (
     CropParams,
     crop_map,

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from unigeo.pipeline.fps import covering_radius, farthest_point_sample, first_index, local_metres
 
 

@@ -14,6 +14,7 @@ import pytest
 from affine import Affine
 from PIL import Image
 from rasterio.features import rasterize
+
 from unigeo.pipeline.imagery import ImageryOptions
 
 

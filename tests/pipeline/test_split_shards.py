@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import webdataset as wds
+
 from unigeo.pipeline.shards import encode_sample, plan_shards, write_tar
 from unigeo.pipeline.split import parse_years, split_of
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+
 from unigeo.pipeline.imagery import TextOptions
 from unigeo.pipeline.text import PoiIndex, TemplateGenerator, place_facts
 from unigeo.pipeline.text_endpoint import EndpointGenerator
@@ -117,7 +118,8 @@ def test_endpoint_answer_is_used(server: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("UNIGEO_TEXT_API_KEY", "sk-test-secret")
     _Handler.mode = "ok"
     facts = place_facts("boston", LAT, LON, index(), 300.0, 12, None, None)
-    desc, error = EndpointGenerator(server, "tiny-model", timeout_s=2.0).describe_or_fail(facts, 0, "k")
+    desc = EndpointGenerator(server, "tiny-model", timeout_s=2.0).describe(facts, 0, "k")
+    error = desc.failure
     assert error is None and desc.text == "A calm street near Aurora Cafe."
     assert desc.provenance["generator"] == "endpoint" and desc.provenance["model"] == "tiny-model"
     req = _Handler.seen[0]
@@ -131,7 +133,8 @@ def test_endpoint_falls_back_to_the_template(server: str, mode: str) -> None:
     _Handler.mode = mode
     facts = place_facts("boston", LAT, LON, index(), 300.0, 12, None, None)
     gen = EndpointGenerator(server, "tiny-model", timeout_s=0.3, retries=2, backoff_s=0.01)
-    desc, error = gen.describe_or_fail(facts, 0, "k")
+    desc = gen.describe(facts, 0, "k")
+    error = desc.failure
     assert error is not None and "2 attempts failed" in error
     assert desc.text == TemplateGenerator().describe(facts, 0, "k").text
     assert desc.provenance["generator"] == "template" and desc.provenance["fallback_from"] == "endpoint"

@@ -13,13 +13,13 @@ import shapely
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from shapely.geometry import box
+
+from unigeo.core import reasons
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.shards import encode_sample
 from unigeo.pipeline.transforms import REJECTS, AssignCells, CoverMetros, ReadPanoramas, SelectPanoramas, WriteShards
 from unigeo.pipeline.types import Pano, SampleKey
 from unigeo.sources.panoramas import read_panorama_index
-
-from unigeo.core import reasons
 
 ROW = {"pano_id": "p", "lat": 42.35, "lon": -71.07, "heading_deg": 10.0, "captured_at": "2019-05-01", "uri": "a.jpg"}
 METRO = box(-71.08, 42.34, -71.06, 42.36)

@@ -4,9 +4,9 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from unigeo.sources.config import load_config, parse_config
 
 from unigeo.core.errors import ConfigError
+from unigeo.sources.config import load_config, parse_config
 
 GOOD = """
 metros:

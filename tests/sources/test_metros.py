@@ -6,9 +6,9 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from shapely.geometry import Polygon, box
-from unigeo.sources.metros import read_boundary
 
 from unigeo.core.errors import EmptyGeometryError, MissingCRSError, SourceError
+from unigeo.sources.metros import read_boundary
 
 # A square in Web Mercator around (-71.06, 42.36).
 MERC = box(-7910000, 5214000, -7909000, 5215000)

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from unigeo.sources.panoramas import read_panorama_index, validate_panoramas
 
 from unigeo.core import reasons
 from unigeo.core.errors import SourceError
+from unigeo.sources.panoramas import read_panorama_index, validate_panoramas
 
 GOOD = {"pano_id": "p0", "lat": 42.35, "lon": -71.08, "heading_deg": 90.0,
         "captured_at": "2019-05-01T10:00:00Z", "uri": "panos/p0.jpg"}
@@ -129,6 +129,7 @@ def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
 def test_chunks_number_rows_across_row_groups(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from unigeo.sources.panoramas import index_chunks, read_chunk
 
     df = pd.DataFrame([{**GOOD, "pano_id": f"p{i}"} for i in range(7)])

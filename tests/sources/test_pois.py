@@ -5,10 +5,10 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from shapely.geometry import Point, box
-from unigeo.sources.pois import read_pois
-from unigeo.synth.osm import helsinki_pbf
 
 from unigeo.core import reasons
+from unigeo.sources.pois import read_pois
+from unigeo.synth.osm import helsinki_pbf
 
 
 def test_geojson_points_polygons_and_rejects(tmp_path: Path) -> None:

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from unigeo.sources.config import RasterSpec
-from unigeo.sources.rasters import date_from_tags, open_raster
 
 from tests.conftest import write_geotiff
 from unigeo.core.errors import MissingCRSError, MissingDateError, SourceError
+from unigeo.sources.config import RasterSpec
+from unigeo.sources.rasters import date_from_tags, open_raster
 
 UTM_BOUNDS = (330000.0, 4690000.0, 330064.0, 4690064.0)
 

@@ -9,10 +9,10 @@ import pytest
 import rasterio
 from pyproj import Transformer
 from rasterio.warp import Resampling, reproject
-from unigeo.pipeline.tiles import tile_grid
-from unigeo.sources.tiles import Grid, RasterStack
 
 from tests.conftest import write_geotiff
+from unigeo.pipeline.tiles import tile_grid
+from unigeo.sources.tiles import Grid, RasterStack
 
 LAT, LON = 42.3505, -71.0800
 MARKER = (LAT + 0.00004, LON + 0.00012)  # ~4.4 m north, ~9.9 m east of the centre

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from affine import Affine
+
 from unigeo.synth.raster import BUILDING, GRASS, SceneGrids
 from unigeo.synth.render import column_bearings, grid_north_offset, render_panorama, row_elevations
 

@@ -17,6 +17,7 @@ from PIL import Image
 from pyproj import Geod, Transformer
 from shapely import STRtree
 from shapely.geometry import Point
+
 from unigeo.sources.config import load_config
 from unigeo.sources.panoramas import read_panorama_index
 from unigeo.sources.pois import read_pois

@@ -7,10 +7,11 @@ import os
 
 import click
 
-from unigeo.cli.build import format_summary
+from unigeo.cli.build import REPORT_MODULES, format_summary, missing_extra, run_build
 from unigeo.cli.options import seed_option, size_option, verbosity
 from unigeo.cli.synth import run_synth
 from unigeo.core.errors import UniGeoError
+from unigeo.pipeline.options import BuildOptions
 
 
 @click.command()
@@ -22,8 +23,10 @@ from unigeo.core.errors import UniGeoError
 def demo(out: str, size: str, seed: int) -> None:
     """Synthetic world -> build -> report -> audit (-> short training -> eval table, as they land)."""
     from unigeo.outputs.audit import audit
-    from unigeo.pipeline.job import BuildOptions, run_build
 
+    hint = missing_extra(REPORT_MODULES, "report")
+    if hint:
+        raise click.ClickException(f"the demo ends with the build's report: {hint} (or 'unigeo[all]')")
     world = os.path.join(out, "world")
     data = os.path.join(out, "data")
     click.echo(f"1/3 synthetic world -> {world}")

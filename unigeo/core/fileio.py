@@ -1,16 +1,25 @@
-"""Local paths and remote URLs (``gs://``, ``s3://``) behind one small interface."""
+"""Local paths and remote URLs (``gs://``, ``s3://``, ...) behind one small interface, through fsspec.
+
+Readers of inputs and of a build's outputs, and the shard writer, use these functions, so nothing
+but the Beam sinks needs Beam to touch a file. Remote filesystems come from fsspec's optional
+backends: ``gcsfs`` for ``gs://`` (the ``gcp`` extra), ``s3fs`` for ``s3://`` (the ``s3`` extra).
+"""
 
 from __future__ import annotations
 
+import glob as _glob
+import hashlib
 import os
 import re
-from typing import IO
+from typing import IO, Any
+
+import fsspec
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def is_url(path: str) -> bool:
-    """True for ``scheme://...`` paths, which are left to Beam FileSystems or GDAL."""
+    """True for ``scheme://...`` paths."""
     return bool(_SCHEME.match(path))
 
 
@@ -30,13 +39,14 @@ def parent(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def open_binary(path: str) -> IO[bytes]:
-    """Open a local file or a URL for reading bytes."""
-    if is_url(path):
-        from apache_beam.io.filesystems import FileSystems  # only needed for remote paths
+def join(folder: str, rel: str) -> str:
+    return f"{folder.rstrip('/')}/{rel}"
 
-        return FileSystems.open(path)
-    return open(path, "rb")
+
+def relative(folder: str, path: str) -> str:
+    """``path`` relative to ``folder`` when it lies inside it, else unchanged."""
+    prefix = folder.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
 
 
 def gdal_path(path: str) -> str:
@@ -48,3 +58,85 @@ def gdal_path(path: str) -> str:
     if path.startswith(("http://", "https://")):
         return "/vsicurl/" + path
     return path
+
+
+def _fs(path: str) -> tuple[Any, str]:
+    return fsspec.core.url_to_fs(path)
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """Open a local file or a URL for reading bytes.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+    """
+    if not is_url(path):
+        return open(path, "rb")
+    fs, p = _fs(path)
+    return fs.open(p, "rb")  # type: ignore[no-any-return]
+
+
+def read_bytes(path: str) -> bytes:
+    with open_binary(path) as f:
+        return f.read()
+
+
+def create(path: str) -> IO[bytes]:
+    """Open ``path`` for writing bytes, creating its folder when needed (object stores have none)."""
+    if not is_url(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return open(path, "wb")
+    fs, p = _fs(path)
+    return fs.open(p, "wb")  # type: ignore[no-any-return]
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a whole file, creating its folder when needed."""
+    with create(path) as f:
+        f.write(data)
+
+
+def exists(path: str) -> bool:
+    if not is_url(path):
+        return os.path.exists(path)
+    fs, p = _fs(path)
+    return bool(fs.exists(p))
+
+
+def glob(folder: str, pattern: str) -> list[str]:
+    """Paths under ``folder`` matching a glob, sorted, spelled like ``folder`` (URL or local path)."""
+    if not is_url(folder):
+        return sorted(_glob.glob(join(folder, pattern)))
+    fs, root = _fs(folder)
+    return sorted(fs.unstrip_protocol(p) for p in fs.glob(f"{root.rstrip('/')}/{pattern}"))
+
+
+def remove(paths: list[str]) -> None:
+    for path in paths:
+        fs, p = _fs(path)
+        fs.rm(p)
+
+
+def rename(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``, replacing it (atomic on a local disk)."""
+    if not is_url(src) and not is_url(dst):
+        os.replace(src, dst)
+        return
+    fs, s = _fs(src)
+    fs.mv(s, _fs(dst)[1])
+
+
+def sha256_stream(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[int, str]:
+    """(bytes, sha256 hex) of everything left in a readable stream."""
+    digest = hashlib.sha256()
+    size = 0
+    while data := stream.read(chunk):
+        digest.update(data)
+        size += len(data)
+    return size, digest.hexdigest()
+
+
+def sha256_file(path: str) -> tuple[int, str]:
+    """(bytes, sha256 hex) of a file."""
+    with open_binary(path) as f:
+        return sha256_stream(f)

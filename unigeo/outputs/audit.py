@@ -19,21 +19,27 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from unigeo.core.fileio import glob, join, relative, sha256_file
+from unigeo.core.sample import (
+    AERIAL,
+    DSM,
+    JSON,
+    KEPT,
+    STATUSES,
+    SampleMeta,
+    capture_year,
+    crop_members,
+    decode_aerial,
+    decode_dsm,
+    is_crop,
+    sample_key,
+)
 from unigeo.outputs.manifest import ledger_counts
-from unigeo.outputs.readers import MANIFEST, join, match, read_json, read_ledger, relative
-from unigeo.pipeline.shards import sha256_stream
+from unigeo.outputs.readers import MANIFEST, iter_shard, read_json, read_ledger
 from unigeo.pipeline.split import parse_years, split_of
-from unigeo.pipeline.types import KEPT, STATUSES
-from unigeo.sources.panoramas import index_chunks
+from unigeo.sources.panoramas import index_chunks, read_chunk
 
 MAX_LISTED = 50
-
-
-def _hash_file(path: str) -> tuple[int, str]:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as f:
-        return sha256_stream(f)
 
 
 def _input_rows(panoramas: str) -> int | None:
@@ -44,17 +50,15 @@ def _input_rows(panoramas: str) -> int | None:
         return None
     if all(c.n_rows >= 0 for c in chunks):
         return sum(c.n_rows for c in chunks)
-    from unigeo.sources.panoramas import read_chunk
-
     return sum(len(df) for c in chunks for _, df in read_chunk(c))
 
 
-def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], imagery: dict[str, Any]) -> list[str]:
+def check_members(key: str, meta: SampleMeta, members: dict[str, bytes], imagery: dict[str, Any]) -> list[str]:
     """Problems with a sample's image members: each listed member present, decodable, of the right shape."""
     problems = []
     crop_px, tile_px = imagery.get("crop_px"), imagery.get("tile_px")
-    listed = [c["member"] for p in meta["panoramas"] for c in p.get("crops", [])]
-    present = sorted(m for m in members if m.startswith("sv."))
+    listed = crop_members(meta)
+    present = sorted(m for m in members if is_crop(m))
     if sorted(listed) != present:
         problems.append(f"sample {key}: crops listed {len(listed)} != sv members {len(present)}")
     for name in present:
@@ -65,7 +69,7 @@ def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], ima
                     problems.append(f"sample {key}: {name} is {img.mode} {img.size}, expected RGB {crop_px}px")
         except OSError as e:
             problems.append(f"sample {key}: {name} does not decode: {e}")
-    for kind, member in (("aerial", "aerial.png"), ("dsm", "dsm.npy")):
+    for kind, member in (("aerial", AERIAL), ("dsm", DSM)):
         if bool(meta.get(kind)) != (member in members):
             problems.append(f"sample {key}: json and members disagree about {member}")
             continue
@@ -73,12 +77,11 @@ def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], ima
             continue
         try:
             if kind == "aerial":
-                with Image.open(io.BytesIO(members[member])) as img:
-                    img.load()
-                    ok = img.mode == "RGB" and (not tile_px or img.size == (tile_px, tile_px))
-                    shape = f"{img.mode} {img.size}"
+                rgb = decode_aerial(members[member])
+                ok = rgb.ndim == 3 and rgb.shape[2] == 3 and (not tile_px or rgb.shape[:2] == (tile_px, tile_px))
+                shape = f"{rgb.dtype} {rgb.shape}"
             else:
-                arr = np.load(io.BytesIO(members[member]), allow_pickle=False)
+                arr = decode_dsm(members[member])
                 ok = arr.dtype == np.float32 and (not tile_px or arr.shape == (tile_px, tile_px))
                 shape = f"{arr.dtype} {arr.shape}"
         except (OSError, ValueError) as e:
@@ -91,8 +94,6 @@ def check_members(key: str, meta: dict[str, Any], members: dict[str, bytes], ima
 
 def audit(out: str) -> dict[str, Any]:
     """Audit a build folder; ``result["ok"]`` is False when any check failed."""
-    from unigeo.outputs.readers import iter_shard
-
     violations: list[str] = []
 
     def fail(message: str) -> None:
@@ -107,7 +108,7 @@ def audit(out: str) -> dict[str, Any]:
 
     # Shards: bytes, sha256, sample counts; members decode; splits and panoramas.
     listed = {s["shard"]: s for s in manifest["shards"]}
-    on_disk = {relative(out, p) for p in match(out, "shards/*/*.tar")}
+    on_disk = {relative(out, p) for p in glob(out, "shards/*/*.tar")}
     for extra in sorted(on_disk - set(listed)):
         fail(f"{extra}: shard not in the manifest")
     seen_keys: Counter[str] = Counter()
@@ -118,7 +119,7 @@ def audit(out: str) -> dict[str, Any]:
             fail(f"{name}: listed in the manifest but missing")
             continue
         path = join(out, name)
-        nbytes, sha = _hash_file(path)
+        nbytes, sha = sha256_file(path)
         if nbytes != s["bytes"] or sha != s["sha256"]:
             fail(f"{name}: {nbytes} bytes sha256 {sha[:12]}..., manifest says {s['bytes']} bytes {s['sha256'][:12]}...")
         n = 0
@@ -126,11 +127,11 @@ def audit(out: str) -> dict[str, Any]:
             for key, members in iter_shard(path):
                 n += 1
                 seen_keys[key] += 1
-                if "json" not in members:
+                if JSON not in members:
                     fail(f"{name}: sample {key} has no json member")
                     continue
-                meta = json.loads(members["json"])
-                expected_key = f"{meta['cell']}_{meta['split']}"
+                meta = json.loads(members[JSON])
+                expected_key = sample_key(meta["cell"], meta["split"])
                 if meta["split"] != s["split"] or meta["metro"] != s["metro"] or key != expected_key:
                     fail(f"{name}: sample {key} says metro {meta['metro']} split {meta['split']}")
                 for problem in check_members(key, meta, members, manifest["options"].get("imagery") or {}):
@@ -140,7 +141,7 @@ def audit(out: str) -> dict[str, Any]:
                     fail(f"{name}: sample {key} holds {len(panos)} panoramas > max {options['max_panos']}")
                 for p in panos:
                     sample_panos += 1
-                    year = int(p["captured_at"][:4])
+                    year = capture_year(p["captured_at"])
                     if split_of(year, options["holdout_year"], years) != meta["split"]:
                         fail(f"{name}: panorama {p['pano_id']} of {year} in a {meta['split']} sample")
                     if p["row"] in pano_rows:
@@ -199,8 +200,8 @@ def audit(out: str) -> dict[str, Any]:
         fail(f"kept in ledger but not in shards: rows {only_ledger}; in shards but not kept: rows {only_shards}")
     for row_no, cell, split in zip(kept["row"].astype(int), kept["cell"], kept["split"]):
         in_shard = pano_rows.get(row_no)
-        if in_shard is not None and in_shard != f"{cell}_{split}":
-            fail(f"row {row_no}: ledger puts it in {cell}_{split}, shards in {in_shard}")
+        if in_shard is not None and in_shard != sample_key(cell, split):
+            fail(f"row {row_no}: ledger puts it in {sample_key(cell, split)}, shards in {in_shard}")
     per_cell = kept.groupby(["metro", "cell", "split"]).size()
     over = per_cell[per_cell > options["max_panos"]]
     for (metro, cell, split), n in over.items():

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from apache_beam.io.filesystems import FileSystems
 
 from unigeo import __version__
-from unigeo.outputs.readers import (
-    MANIFEST,
-    join,
-    match,
-    read_cells,
-    read_ledger,
-    read_rejects,
-    read_shard_stats,
-    relative,
-)
-from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, SPLITS
-from unigeo.sources.config import SourcesConfig
-from unigeo.sources.metros import Metro
+from unigeo.core.fileio import glob, join, relative, write_bytes
+from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, SPLITS
+from unigeo.outputs.readers import MANIFEST, read_cells, read_ledger, read_rejects, read_shard_stats
+
+if TYPE_CHECKING:
+    from unigeo.sources.config import SourcesConfig
+    from unigeo.sources.metros import Metro
 
 FORMAT = "unigeo-build/1"
 
@@ -111,13 +104,12 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
         "shards": [{k: s[k] for k in ("shard", "metro", "split", "samples", "panoramas", "bytes", "sha256")}
                    for s in shards],
         "files": {
-            "ledger": [relative(out, p) for p in match(out, "ledger/*.parquet")],
-            "rejects": [relative(out, p) for p in match(out, "rejects/*.jsonl")],
-            "cells": [relative(out, p) for p in match(out, "cells/*.parquet")],
+            "ledger": [relative(out, p) for p in glob(out, "ledger/*.parquet")],
+            "rejects": [relative(out, p) for p in glob(out, "rejects/*.jsonl")],
+            "cells": [relative(out, p) for p in glob(out, "cells/*.parquet")],
         },
         "counters": counters,
         "run": run,
     }
-    with FileSystems.create(join(out, MANIFEST)) as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=False).encode())
+    write_bytes(join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=False).encode())
     return manifest

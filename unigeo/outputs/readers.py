@@ -1,4 +1,5 @@
-"""Readers of a build's own outputs (manifest, ledger, shard stats, cells, shards), local or remote."""
+"""Readers of a build's own outputs (manifest, ledger, cells, samples, rejects, shard stats, shards),
+local or remote, through fsspec: no Beam needed to read a dataset."""
 
 from __future__ import annotations
 
@@ -8,67 +9,62 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
+
+from unigeo.core.fileio import glob, join, open_binary, read_bytes
+from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA
 
 MANIFEST = "manifest.json"
-
-
-def join(out: str, rel: str) -> str:
-    return f"{out.rstrip('/')}/{rel}"
-
-
-def relative(out: str, path: str) -> str:
-    prefix = out.rstrip("/") + "/"
-    return path[len(prefix):] if path.startswith(prefix) else path
-
-
-def match(out: str, pattern: str) -> list[str]:
-    """Paths under ``out`` matching a glob, sorted."""
-    result = FileSystems.match([join(out, pattern)])[0]
-    return sorted(m.path for m in result.metadata_list)
-
-
-def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as f:
-        return f.read()
 
 
 def read_json(path: str) -> Any:
     return json.loads(read_bytes(path))
 
 
-def read_parquet_files(paths: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+def read_manifest(out: str) -> dict[str, Any]:
+    return dict(read_json(join(out, MANIFEST)))
+
+
+def read_parquet_files(paths: list[str], schema: pa.Schema | None = None) -> pd.DataFrame:
+    """One frame of several Parquet files; with no file, an empty frame of ``schema``'s columns."""
     frames = []
     for path in paths:
-        with FileSystems.open(path) as f:
-            frames.append(pq.read_table(f, columns=columns).to_pandas())
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        with open_binary(path) as f:
+            frames.append(pq.read_table(f).to_pandas())
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return schema.empty_table().to_pandas() if schema is not None else pd.DataFrame()
 
 
 def read_ledger(out: str) -> pd.DataFrame:
-    return read_parquet_files(match(out, "ledger/*.parquet"))
+    return read_parquet_files(glob(out, "ledger/*.parquet"), LEDGER_SCHEMA)
 
 
 def read_cells(out: str) -> pd.DataFrame:
-    return read_parquet_files(match(out, "cells/*.parquet"))
+    return read_parquet_files(glob(out, "cells/*.parquet"), CELLS_SCHEMA)
+
+
+def read_samples(out: str) -> pd.DataFrame:
+    """The samples table: one row per sample, where it is and which members it has."""
+    return read_parquet_files(glob(out, "samples/*.parquet"), SAMPLES_SCHEMA)
 
 
 def read_rejects(out: str) -> list[dict[str, Any]]:
     """Every rejected record of a build (``DIR/rejects/*.jsonl``)."""
     rows = []
-    for path in match(out, "rejects/*.jsonl"):
+    for path in glob(out, "rejects/*.jsonl"):
         rows += [json.loads(line) for line in read_bytes(path).decode().splitlines() if line.strip()]
     return rows
 
 
 def read_shard_stats(out: str) -> list[dict[str, Any]]:
-    return [read_json(p) for p in match(out, "shards/*/*.stats.json")]
+    return [read_json(p) for p in glob(out, "shards/*/*.stats.json")]
 
 
 def iter_shard(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for each sample of a shard, in file order."""
-    with FileSystems.open(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    with open_binary(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         key: str | None = None
         members: dict[str, bytes] = {}
         for info in tar:

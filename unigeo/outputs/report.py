@@ -18,28 +18,19 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import shapely
-from apache_beam.io.filesystems import FileSystems
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.outputs.readers import (
-    MANIFEST,
-    join,
-    match,
-    read_cells,
-    read_json,
-    read_ledger,
-    read_parquet_files,
-    read_rejects,
-)
+from unigeo.core.fileio import join, write_bytes
+from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
+from unigeo.outputs.readers import read_cells, read_ledger, read_manifest, read_rejects, read_samples
 from unigeo.outputs.report_html import render_html
 from unigeo.pipeline.cells import cell_polygon
 from unigeo.pipeline.fps import local_metres
-from unigeo.pipeline.types import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
-from unigeo.sources.metros import read_boundary
+from unigeo.pipeline.staging import METROS, load_metros
 
 EXAMPLES = 3
 MAX_POLYGONS = 60_000  # above this many cells, maps draw centres instead of polygons
@@ -177,19 +168,16 @@ def _histogram(values: Any, bins: Any, title: str, xlabel: str, stacked: dict[st
 
 def build_report(out: str) -> dict[str, Any]:
     """Write ``DIR/report/{report.json,index.html,*.png}``; return the report."""
-    manifest = read_json(join(out, MANIFEST))
+    manifest = read_manifest(out)
     ledger = read_ledger(out)
     cells = read_cells(out)
-    samples = read_parquet_files(match(out, "samples/*.parquet"))
-    if samples.empty:
-        samples = pd.DataFrame(columns=["metro", "cell", "split", "lat", "lon", "panoramas", "panoramas_in_cell",
-                                        "crops", "members", "aerial", "aerial_year", "aerial_nodata", "dsm",
-                                        "dsm_year", "dsm_nodata", "tile_crs", "tile_gsd", "text", "missing"])
+    samples = read_samples(out)
+    outlines = dict(load_metros(join(out, METROS)))  # staged by the build: DIR needs no input file
     rejects = read_rejects(out)
     figures: dict[str, bytes] = {}
     metros = []
     for m in manifest["config"]["metros"]:
-        boundary = read_boundary(m["boundary"], m["name"]).geometry
+        boundary = outlines[m["name"]]
         mc = cells[cells["metro"] == m["name"]] if len(cells) else cells
         ms = samples[samples["metro"] == m["name"]]
         figures[f"map_split_{m['name']}.png"] = _metro_map(m["name"], boundary, mc, ms, "split")
@@ -237,11 +225,8 @@ def build_report(out: str) -> dict[str, Any]:
     }
     folder = join(out, "report")
     for name, data in figures.items():
-        with FileSystems.create(f"{folder}/{name}") as f:
-            f.write(data)
-    with FileSystems.create(f"{folder}/report.json") as f:
-        f.write(json.dumps(report, indent=2).encode())
+        write_bytes(f"{folder}/{name}", data)
+    write_bytes(f"{folder}/report.json", json.dumps(report, indent=2).encode())
     html = render_html(report, {k: base64.b64encode(v).decode() for k, v in figures.items()})
-    with FileSystems.create(f"{folder}/index.html") as f:
-        f.write(html.encode())
+    write_bytes(f"{folder}/index.html", html.encode())
     return report

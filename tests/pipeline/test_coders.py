@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from unigeo.pipeline.types import SampleKey, SampleKeyCoder
+
+from unigeo.core.sample import SampleKey
+from unigeo.pipeline.coders import SampleKeyCoder
 
 
 def test_sample_key_coder_is_deterministic_and_round_trips() -> None:

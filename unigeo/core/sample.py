@@ -1,0 +1,282 @@
+"""The sample format: what a build writes and what audit, report and the trainer read.
+
+One place for the member names of a WebDataset sample, its key, the typed metadata of its ``json``
+member (published as ``sample.schema.json`` beside this module), the Arrow schemas of the ledger,
+cells and samples tables, the record types of ledger and rejects, and the capture-year rule.
+Beam-free, so a trainer or an auditor can import it without the build's dependencies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, NamedTuple, TypedDict
+
+import numpy as np
+import pyarrow as pa
+
+# ---------------------------------------------------------------- splits and statuses
+
+TRAIN, TEST = "train", "test"
+SPLITS = (TRAIN, TEST)
+KEPT, NOT_SELECTED, REJECTED = "kept", "not_selected", "rejected"
+STATUSES = (KEPT, NOT_SELECTED, REJECTED)
+
+# ---------------------------------------------------------------- members
+
+JSON = "json"
+TEXT = "txt"
+AERIAL = "aerial.png"
+DSM = "dsm.npy"
+CROP_PREFIX = "sv."
+CROP_KIND = "sv.jpg"  # how crops are counted in shard stats and the manifest
+TILE_MEMBERS = {"aerial": AERIAL, "dsm": DSM}  # tile kind -> member
+# The trainer's modality names (CLI, logs, metrics) and the members each is read from.
+MODALITIES = ("sv", "aerial", "dsm", "text", "coords")
+
+SCHEMA_PATH = Path(__file__).with_name("sample.schema.json")
+
+
+def crop_member(index: int) -> str:
+    """The member name of a sample's ``index``-th crop: ``sv.000.jpg``, ``sv.001.jpg``, ..."""
+    return f"{CROP_PREFIX}{index:03d}.jpg"
+
+
+def is_crop(member: str) -> bool:
+    return member.startswith(CROP_PREFIX)
+
+
+def member_kind(member: str) -> str:
+    """Crops count under one kind (``sv.jpg``); every other member is its own kind."""
+    return CROP_KIND if is_crop(member) else member
+
+
+def sample_key(cell: str, split: str) -> str:
+    """The WebDataset ``__key__``: cell token plus split (no dots, so extensions parse)."""
+    return f"{cell}_{split}"
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """``(cell, split)`` of a sample key.
+
+    Raises:
+        ValueError: the key is not ``{cell}_{split}``.
+    """
+    cell, _, split = key.rpartition("_")
+    if not cell or split not in SPLITS:
+        raise ValueError(f"sample key {key!r} is not '{{cell token}}_{{train|test}}'")
+    return cell, split
+
+
+class SampleKey(NamedTuple):
+    """One sample: one S2 cell of one metro in one split."""
+
+    metro: str
+    cell: str  # S2 cell token
+    split: str
+
+    @property
+    def name(self) -> str:
+        return sample_key(self.cell, self.split)
+
+
+# ---------------------------------------------------------------- capture dates
+
+# ISO-8601 date or date-time; the year is that of the local date as written (no time-zone shift).
+CAPTURE_DATE = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def capture_year(captured_at: Any) -> int:
+    """The year of a ``captured_at`` value when it is a valid ISO date or date-time, else -1.
+
+    The year is that of the date as written (local time, no time-zone shift): the rule the split uses.
+    """
+    m = CAPTURE_DATE.match(str(captured_at or "").strip())
+    if not m:
+        return -1
+    try:
+        return dt.date.fromisoformat(m["date"]).year
+    except ValueError:  # e.g. 2021-02-30
+        return -1
+
+
+# ---------------------------------------------------------------- the json member
+
+
+class CropMeta(TypedDict):
+    member: str
+    yaw: float  # compass bearing of the optical axis, degrees
+    pitch: float  # degrees above the horizon
+    fov: float  # horizontal field of view, degrees
+
+
+class _PanoramaBase(TypedDict):
+    pano_id: str
+    row: int  # position in the input index
+    lat: float
+    lon: float
+    heading_deg: float
+    captured_at: str
+    uri: str
+
+
+class PanoramaMeta(_PanoramaBase, total=False):
+    crops: list[CropMeta]  # absent in builds without imagery
+
+
+class TileMeta(TypedDict):
+    member: str
+    year: int
+    files: list[str]
+    dates: list[str]
+    crs: str
+    gsd: float
+    size: int
+    transform: list[float]  # affine (a, b, c, d, e, f) of the tile grid
+    nodata_fraction: float
+
+
+class _TextBase(TypedDict):
+    generator: str
+    version: str
+    poi_ids: list[str]
+    prompt_sha256: str
+    neighbourhood: str
+    radius_m: float
+
+
+class TextMeta(_TextBase, total=False):
+    model: str
+    fallback_from: str
+
+
+class _SampleBase(TypedDict):
+    key: str
+    cell: str
+    level: int
+    lat: float
+    lon: float
+    metro: str
+    split: str
+    dates: dict[str, str]  # first, last capture date of the kept panoramas
+    years: list[int]
+    panoramas_in_cell: int
+    panoramas: list[PanoramaMeta]
+
+
+class SampleMeta(_SampleBase, total=False):
+    crop: dict[str, int]  # px, quality
+    aerial: TileMeta | None
+    dsm: TileMeta | None
+    text: TextMeta
+    missing_members: dict[str, str]  # member -> reason it was left out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a sample's ``json`` member."""
+    return dict(json.loads(SCHEMA_PATH.read_text()))
+
+
+def crop_members(meta: SampleMeta) -> list[str]:
+    """The crop members a sample's json lists, in order."""
+    return [c["member"] for p in meta["panoramas"] for c in p.get("crops", [])]
+
+
+# ---------------------------------------------------------------- member encodings
+
+
+def decode_aerial(data: bytes) -> np.ndarray:
+    """``aerial.png`` -> (H, W, 3) uint8 (as stored: a build writes RGB)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img)
+
+
+def decode_dsm(data: bytes) -> np.ndarray:
+    """``dsm.npy`` -> (H, W) float32 metres, NaN where unknown."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_dsm(dsm: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, dsm.astype(np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- ledger, rejects, tables
+
+
+class LedgerRow(NamedTuple):
+    """What became of one input panorama row."""
+
+    row: int
+    pano_id: str
+    metro: str
+    cell: str
+    split: str
+    status: str
+    reason: str
+    detail: str = ""
+    year: int = -1  # capture year where the row has a readable date
+
+
+class Reject(NamedTuple):
+    """A rejected record of any kind (``panorama``, ``tile``, ``poi``, ``cell``, ``text``) with its reason."""
+
+    kind: str
+    id: str
+    reason: str
+    detail: str
+    record: dict[str, Any]
+    row: int = -1  # input row, for records that have one
+    metro: str = ""  # where known when the record was rejected
+    cell: str = ""
+
+    def as_json(self) -> str:
+        """One line of ``DIR/rejects/*.jsonl``."""
+        return json.dumps(self._asdict(), sort_keys=True, ensure_ascii=False)
+
+
+LEDGER_SCHEMA = pa.schema([("row", pa.int64()), ("pano_id", pa.string()), ("metro", pa.string()),
+                           ("cell", pa.string()), ("split", pa.string()), ("status", pa.string()),
+                           ("reason", pa.string()), ("detail", pa.string()), ("year", pa.int64())])
+CELLS_SCHEMA = pa.schema([("metro", pa.string()), ("cell", pa.string()), ("lat", pa.float64()),
+                          ("lon", pa.float64())])
+# One row per sample (DIR/samples): where it is and which members it has; feeds the report.
+SAMPLES_SCHEMA = pa.schema([
+    ("metro", pa.string()), ("cell", pa.string()), ("split", pa.string()), ("lat", pa.float64()),
+    ("lon", pa.float64()), ("panoramas", pa.int64()), ("panoramas_in_cell", pa.int64()), ("crops", pa.int64()),
+    ("members", pa.int64()), ("aerial", pa.bool_()), ("aerial_year", pa.int64()), ("aerial_nodata", pa.float64()),
+    ("dsm", pa.bool_()), ("dsm_year", pa.int64()), ("dsm_nodata", pa.float64()), ("tile_crs", pa.string()),
+    ("tile_gsd", pa.float64()), ("text", pa.string()), ("text_pois", pa.int64()), ("missing", pa.string())])
+
+
+def summary_row(meta: SampleMeta, n_members: int) -> dict[str, Any]:
+    """The samples-table row of a sample, from its json."""
+    aerial, dsm, text = meta.get("aerial"), meta.get("dsm"), meta.get("text")
+    tile = aerial or dsm
+    return {
+        "metro": meta["metro"], "cell": meta["cell"], "split": meta["split"], "lat": meta["lat"], "lon": meta["lon"],
+        "panoramas": len(meta["panoramas"]), "panoramas_in_cell": meta["panoramas_in_cell"],
+        "crops": len(crop_members(meta)), "members": n_members,
+        "aerial": aerial is not None, "aerial_year": aerial["year"] if aerial else -1,
+        "aerial_nodata": aerial["nodata_fraction"] if aerial else float("nan"),
+        "dsm": dsm is not None, "dsm_year": dsm["year"] if dsm else -1,
+        "dsm_nodata": dsm["nodata_fraction"] if dsm else float("nan"),
+        "tile_crs": tile["crs"] if tile else "", "tile_gsd": float(tile["gsd"]) if tile else 0.0,
+        "text": text["generator"] if text else "", "text_pois": len(text["poi_ids"]) if text else 0,
+        "missing": ",".join(f"{m}:{r}" for m, r in sorted(meta.get("missing_members", {}).items())),
+    }
+
+
+def empty_table(schema: pa.Schema) -> Any:
+    """An empty pandas frame with a table's columns and dtypes."""
+    return schema.empty_table().to_pandas()
