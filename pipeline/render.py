@@ -21,12 +21,11 @@ from PIL import Image
 from unigeo.core import reasons
 from unigeo.core.fileio import read_bytes
 from unigeo.core.sample import (
-    AERIAL,
-    DSM,
     KEPT,
     REJECTED,
     SPLITS,
     TEXT,
+    TILE_MEMBERS,
     CropMeta,
     LedgerRow,
     PanoramaMeta,
@@ -154,10 +153,11 @@ class SampleRenderer:
                 best = Failure(reasons.TILE_NODATA,
                                f"{kind} {epoch.year}: nodata {nodata:.2f} > {self.opts.max_nodata}")
                 continue
-            member = AERIAL if kind == "aerial" else DSM
-            return data, {"member": member, "year": epoch.year, "files": list(epoch.paths),
-                          "dates": [self.dates[kind][p] for p in epoch.paths], "crs": grid.crs, "gsd": self.opts.gsd,
-                          "size": grid.size, "transform": list(grid.transform), "nodata_fraction": round(nodata, 4)}
+            meta: TileMeta = {"member": TILE_MEMBERS[kind], "year": epoch.year, "files": list(epoch.paths),
+                              "dates": [self.dates[kind][p] for p in epoch.paths], "crs": grid.crs,
+                              "gsd": self.opts.gsd, "size": grid.size, "transform": list(grid.transform),
+                              "nodata_fraction": round(nodata, 4)}
+            return data, meta
         return best
 
     # ------------------------------------------------------------ a sample
@@ -197,11 +197,11 @@ class SampleRenderer:
         missing: dict[str, str] = {}
         arrays: dict[str, np.ndarray] = {}
         for kind in ("aerial", "dsm"):
-            member = AERIAL if kind == "aerial" else DSM
+            member = TILE_MEMBERS[kind]
             tile = self.tile(kind, key.split, grid)
             if isinstance(tile, Failure):
                 missing[member] = tile.reason
-                meta[kind] = None  # type: ignore[literal-required]
+                meta[kind] = None
                 out.reject("imagery", Reject("tile", f"{key.name}/{member}", tile.reason, tile.detail,
                                              {"cell": key.cell, "split": key.split, "member": member}, -1,
                                              key.metro, key.cell))
@@ -209,7 +209,7 @@ class SampleRenderer:
             data, tile_meta = tile
             arrays[kind] = data
             members.append((member, png_bytes(data) if kind == "aerial" else encode_dsm(data)))
-            meta[kind] = tile_meta  # type: ignore[literal-required]
+            meta[kind] = tile_meta
             out.counts.append(("imagery", f"tiles/{kind}", 1))
         facts = place_facts(key.metro, meta["lat"], meta["lon"], self.pois, self.text_radius_m, self.text_max_pois,
                             arrays.get("aerial"), arrays.get("dsm"))

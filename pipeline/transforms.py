@@ -92,7 +92,7 @@ class _ResolveDuplicates(beam.DoFn):
             if p.row in verdicts:
                 reason, detail = verdicts[p.row]
                 inc_counter("ingest", f"rejected/{reason}")
-                yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reason, detail, p.as_json(), p.row))
+                yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reason, detail, dict(p.as_json()), p.row))
             else:
                 yield p
 

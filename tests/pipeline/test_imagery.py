@@ -15,7 +15,7 @@ from affine import Affine
 from PIL import Image
 from rasterio.features import rasterize
 
-from unigeo.pipeline.imagery import ImageryOptions
+from unigeo.pipeline.options import ImageryOptions
 
 
 def samples(built: Path) -> list[dict]:
@@ -115,8 +115,8 @@ def test_aerial_and_dsm_tiles_are_coregistered(built: Path, tiny_world: Path) ->
 
 def test_imagery_options_are_checked() -> None:
     with pytest.raises(ValueError, match="pitch"):
-        ImageryOptions(pitch_range=(20.0, 10.0))
+        ImageryOptions(pitch_min=20.0, pitch_max=10.0)
     with pytest.raises(ValueError, match="fov"):
-        ImageryOptions(fov_range=(60.0, 190.0))
+        ImageryOptions(fov_min=60.0, fov_max=190.0)
     with pytest.raises(ValueError):
         ImageryOptions(crop_px=4)

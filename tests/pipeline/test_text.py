@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from unigeo.pipeline.imagery import TextOptions
+from unigeo.pipeline.options import TextOptions
 from unigeo.pipeline.text import PoiIndex, TemplateGenerator, place_facts
 from unigeo.pipeline.text_endpoint import EndpointGenerator
 from unigeo.sources.pois import read_pois

@@ -9,20 +9,28 @@ import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import shapely
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
 
 from unigeo.core import reasons
+from unigeo.core.sample import SampleKey
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.shards import encode_sample
+from unigeo.pipeline.staging import stage_inputs
 from unigeo.pipeline.transforms import REJECTS, AssignCells, CoverMetros, ReadPanoramas, SelectPanoramas, WriteShards
-from unigeo.pipeline.types import Pano, SampleKey
+from unigeo.pipeline.types import Pano
+from unigeo.sources.metros import Metro
 from unigeo.sources.panoramas import read_panorama_index
 
 ROW = {"pano_id": "p", "lat": 42.35, "lon": -71.07, "heading_deg": 10.0, "captured_at": "2019-05-01", "uri": "a.jpg"}
 METRO = box(-71.08, 42.34, -71.06, 42.36)
+
+
+def staged(folder: Path, metros: list[tuple[str, BaseGeometry]]) -> str:
+    """Metros staged as the build stages them (workers read them from the output folder)."""
+    return stage_inputs(str(folder), [Metro(n, g, "test") for n, g in metros], None, None).metros
 
 
 def pano(i: int, lat: float = 42.35, lon: float = -71.07, year: int = 2019) -> Pano:
@@ -47,11 +55,11 @@ def test_read_panoramas_across_row_groups(tmp_path: Path) -> None:
     assert sorted(expected.good["row"]) == [0, 3, 4, 5]
 
 
-def test_assign_cells_keys_and_rejects() -> None:
-    wkb = [("boston", shapely.to_wkb(METRO))]
+def test_assign_cells_keys_and_rejects(tmp_path: Path) -> None:
+    metros = staged(tmp_path, [("boston", METRO)])
     inputs = [pano(0), pano(1, year=2023), pano(2, lat=42.5), pano(3, year=2015)]
     with TestPipeline() as p:
-        out = p | beam.Create(inputs) | AssignCells(wkb, 16, 2023, (2017, 2024))
+        out = p | beam.Create(inputs) | AssignCells(metros, 16, 2023, (2017, 2024))
         cell = cell_token(42.35, -71.07, 16)
         assert_that(out.keyed | beam.Map(lambda kv: (kv[0], kv[1].row)),
                     equal_to([(SampleKey("boston", cell, "train"), 0), (SampleKey("boston", cell, "test"), 1)]),
@@ -61,12 +69,12 @@ def test_assign_cells_keys_and_rejects() -> None:
                     label="rejects")
 
 
-def test_overlapping_metros_give_a_cell_to_the_first_one() -> None:
-    wkb = [("a", shapely.to_wkb(box(-71.08, 42.34, -71.07, 42.36))), ("b", shapely.to_wkb(METRO))]
+def test_overlapping_metros_give_a_cell_to_the_first_one(tmp_path: Path) -> None:
+    metros = staged(tmp_path, [("a", box(-71.08, 42.34, -71.07, 42.36)), ("b", METRO)])
     # Inside b only, but its cell also touches a: a gets it.
     p0 = pano(0, lon=-71.0699)
     with TestPipeline() as p:
-        out = p | beam.Create([p0]) | AssignCells(wkb, 14, 2023, (2017, 2024))
+        out = p | beam.Create([p0]) | AssignCells(metros, 14, 2023, (2017, 2024))
         assert_that(out.keyed | beam.Map(lambda kv: kv[0].metro), equal_to(["a"]))
 
 
@@ -81,10 +89,10 @@ def test_select_keeps_max_panos_by_farthest_points() -> None:
                     equal_to([("not_selected", 7)]), label="ledger")
 
 
-def test_cover_metros_matches_the_pure_function() -> None:
+def test_cover_metros_matches_the_pure_function(tmp_path: Path) -> None:
     geom = box(-71.075, 42.345, -71.065, 42.352)
     with TestPipeline() as p:
-        cells = p | CoverMetros([("m", shapely.to_wkb(geom))], 16, 12)
+        cells = p | CoverMetros(staged(tmp_path, [("m", geom)]), 16, 12)
         assert_that(cells | beam.Map(lambda c: c["cell"]), equal_to(cover(geom, 16)))
 
 

@@ -73,7 +73,7 @@ def open_binary(path: str) -> IO[bytes]:
     if not is_url(path):
         return open(path, "rb")
     fs, p = _fs(path)
-    return fs.open(p, "rb")  # type: ignore[no-any-return]
+    return fs.open(p, "rb")
 
 
 def read_bytes(path: str) -> bytes:
@@ -87,7 +87,7 @@ def create(path: str) -> IO[bytes]:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return open(path, "wb")
     fs, p = _fs(path)
-    return fs.open(p, "wb")  # type: ignore[no-any-return]
+    return fs.open(p, "wb")
 
 
 def write_bytes(path: str, data: bytes) -> None:
