@@ -71,14 +71,6 @@ def read_inputs(config_path: str) -> BuildInputs:
                        [open_raster(r, "dsm") for r in cfg.dsm], read_pois(cfg.pois) if cfg.pois else None)
 
 
-def _ledger_dict(row: LedgerRow) -> dict[str, Any]:
-    return row._asdict()
-
-
-def _reject_json(r: Reject) -> str:
-    return r.as_json()
-
-
 def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions, out: str,
                    aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
     """Add the build job's transforms to ``p``; staged inputs are read on the workers."""
@@ -100,12 +92,12 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
                      | "PoiRejects" >> beam.FlatMap(poi_rejects))
     ((pano_rejects, rendered[REJECTS], other_rejects)
      | "AllRejects" >> beam.Flatten()
-     | "RejectsToJson" >> beam.Map(_reject_json)
+     | "RejectsToJson" >> beam.Map(Reject.as_json)
      | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
     ledger = ((selected[LEDGER], rendered[LEDGER], pano_rejects | "RejectsToLedger" >> beam.Map(reject_to_ledger))
               | "Ledger" >> beam.Flatten())
     (ledger
-     | "LedgerRows" >> beam.Map(_ledger_dict)
+     | "LedgerRows" >> beam.Map(LedgerRow._asdict)
      | "WriteLedger" >> beam.io.WriteToParquet(f"{out}/ledger/ledger", LEDGER_SCHEMA, file_name_suffix=".parquet"))
 
     (p

@@ -8,5 +8,6 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[train,dev]"
 .venv/bin/ruff check .
-.venv/bin/python scripts/typecheck.py
+.venv/bin/python scripts/mapped.py mypy -p unigeo
+.venv/bin/python scripts/mapped.py lint-imports
 .venv/bin/pytest -ra "$@"

@@ -12,12 +12,33 @@ from rasterio.transform import from_bounds
 
 from unigeo.synth.world import write_world
 
+# The one build of the tiny world that tests share (audit, imagery, report, sample format): two
+# panoramas per cell so some are not selected, small shards so there are several, two 128-px crops
+# per panorama, and a nodata bound that keeps the edge tiles.
+TINY_BUILD_ARGS = ("--max-panos", "2", "--shard-max-samples", "4", "--crops-per-pano", "2", "--crop-px", "128",
+                   "--max-nodata", "0.6")
+
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny procedural world, seed 0, with faults."""
     out = tmp_path_factory.mktemp("tiny_world")
     write_world(str(out), size="tiny", seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``unigeo build`` of the tiny world with ``TINY_BUILD_ARGS``, once per session. Read-only: a
+    test that changes a build works on a copy."""
+    from click.testing import CliRunner
+
+    from unigeo.cli import cli
+
+    out = tmp_path_factory.mktemp("tiny_build")
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out),
+                                 *TINY_BUILD_ARGS])
+    assert r.exit_code == 0, r.output
     return out
 
 

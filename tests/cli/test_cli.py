@@ -27,6 +27,7 @@ def test_commands_not_built_yet_say_so_with_exit_2(args: list[str]) -> None:
     assert f"unigeo {args[0]}: not built yet" in result.output
 
 
+@pytest.mark.slow
 def test_synth_writes_a_world_and_reads_it_back(tmp_path: Path) -> None:
     out = tmp_path / "w"
     result = CliRunner().invoke(cli, ["synth", "--out", str(out), "--size", "tiny", "--seed", "3",
@@ -47,6 +48,7 @@ def test_synth_rejects_bad_options(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "even number" in result.output
 
 
+@pytest.mark.slow
 def test_demo_runs_synth_build_and_audit(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-q", "demo", "--out", str(tmp_path / "d"), "--size", "tiny"])
     assert result.exit_code == 0, result.output

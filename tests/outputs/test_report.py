@@ -21,12 +21,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"]
 
 
-@pytest.fixture(scope="module")
-def built(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report")
-    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
+@pytest.fixture
+def built(tiny_build: Path) -> Path:
+    return tiny_build
 
 
 def test_report_agrees_with_manifest_and_ledger(built: Path) -> None:

@@ -12,15 +12,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import TINY_BUILD_ARGS
 from unigeo.cli import cli
 from unigeo.pipeline.shards import encode_sample, write_tar
-
-BUILD_ARGS = ["--max-panos", "2", "--shard-max-samples", "4"]
 
 
 def build(world: Path, out: Path, *extra: str) -> dict:
     result = CliRunner().invoke(cli, ["-q", "build", "--config", str(world / "sources.yaml"), "--out", str(out),
-                                      *BUILD_ARGS, *extra])
+                                      *TINY_BUILD_ARGS, *extra])
     assert result.exit_code == 0, result.output
     return json.loads((out / "manifest.json").read_text())
 
@@ -30,11 +29,9 @@ def audit(out: Path) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.output)
 
 
-@pytest.fixture(scope="module")
-def built(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("build")
-    build(tiny_world, out)
-    return out
+@pytest.fixture
+def built(tiny_build: Path) -> Path:
+    return tiny_build
 
 
 def test_build_accounts_for_every_panorama(built: Path, tiny_world_info: dict) -> None:

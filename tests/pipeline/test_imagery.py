@@ -35,17 +35,9 @@ def samples(built: Path) -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def built(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from click.testing import CliRunner
-
-    from unigeo.cli import cli
-
-    out = tmp_path_factory.mktemp("imagery")
-    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out),
-                                 "--crops-per-pano", "2", "--crop-px", "128", "--max-nodata", "0.6"])
-    assert r.exit_code == 0, r.output
-    return out
+@pytest.fixture
+def built(tiny_build: Path) -> Path:
+    return tiny_build  # two 128-px crops per panorama, --max-nodata 0.6
 
 
 def test_crops_and_tiles_have_the_configured_shapes(built: Path) -> None:

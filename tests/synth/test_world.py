@@ -151,6 +151,7 @@ def palette_class(rgb: np.ndarray, shade: float) -> int:
     return int(np.argmin(np.linalg.norm(np.array(ROOF_PALETTE) * shade - rgb, axis=1)))
 
 
+@pytest.mark.slow
 def test_panoramas_show_the_buildings_the_dsm_and_aerial_see(tiny_world: Path, buildings: gpd.GeoDataFrame) -> None:
     """March each bearing through the DSM; the first tall thing that is a building must appear in
     the panorama column of that bearing, in that building's colour."""
