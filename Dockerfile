@@ -18,12 +18,14 @@ COPY pyproject.toml README.md ./
 COPY unigeo ./unigeo
 COPY sources ./sources
 COPY pipeline ./pipeline
+COPY synth ./synth
 COPY model ./model
 
-# Workers run the build job only: no `train` extra, so no torch. GDAL comes inside the rasterio
-# wheel; `gcp` brings the GCS filesystem for gs:// inputs and outputs.
-RUN pip install "apache-beam[gcp]==2.77.0" . \
- && python -c "import rasterio, geopandas, s2sphere, pyproj, webdataset, unigeo, sources, pipeline"
+# Workers run the build job only: the core install, no `report` and no `train` extra (so no torch).
+# GDAL comes inside the rasterio wheel; `gcp` brings Beam's GCS filesystem and gcsfs for gs:// paths.
+# The check imports what workers unpickle: the transforms and everything they import.
+RUN pip install "apache-beam[gcp]==2.77.0" ".[gcp]" \
+ && python -c "import unigeo.pipeline.transforms, unigeo.pipeline.imagery, unigeo.pipeline.job"
 
 # The Beam SDK harness, as in the base image.
 ENTRYPOINT ["/opt/apache/beam/boot"]

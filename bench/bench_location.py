@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from unigeo.cli.build import run_build
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
-from unigeo.pipeline.job import BuildOptions, run_build
+from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.split import split_of
 from unigeo.sources.panoramas import check_rows, drop_duplicates
 
@@ -155,7 +156,7 @@ def main(argv: list[str]) -> None:
     t = time.perf_counter()
     manifest = run_build(config, os.path.join(args.out, "build"),
                          BuildOptions(level=args.level, max_panos=args.max_panos, shard_max_samples=5000,
-                                      imagery=None), beam_args)
+                                      no_imagery=True), beam_args)
     report["beam_build_s"] = round(time.perf_counter() - t, 1)
     report["beam_args"] = beam_args or ["--runner=DirectRunner"]
     report["counts"] = manifest["counts"]["overall"]
