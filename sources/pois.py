@@ -59,7 +59,10 @@ def read_pois(path: str) -> PoiTable:
 
 
 def _read_osm(path: str) -> gpd.GeoDataFrame:
-    from pyrosm import OSM  # heavy import, only for .osm.pbf
+    try:
+        from pyrosm import OSM  # heavy import, only for .osm.pbf
+    except ImportError as e:
+        raise SourceError(path, "reading .osm.pbf POIs needs pyrosm", "pip install 'unigeo[osm]'") from e
 
     filt = {k: True for k in OSM_CATEGORY_KEYS}
     gdf = OSM(path).get_pois(custom_filter=filt)

