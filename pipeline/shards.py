@@ -92,16 +92,6 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-def sha256_stream(stream: IO[bytes], chunk: int = 1 << 20) -> tuple[int, str]:
-    """(bytes, sha256 hex) of everything left in a readable stream."""
-    digest = hashlib.sha256()
-    size = 0
-    while data := stream.read(chunk):
-        digest.update(data)
-        size += len(data)
-    return size, digest.hexdigest()
-
-
 def write_tar(sink: IO[bytes], samples: Iterable[EncodedSample]) -> tuple[int, str]:
     """Write samples (sorted by key) as a WebDataset tar into ``sink``; return (bytes, sha256)."""
     hashing = _HashingWriter(sink)
