@@ -20,6 +20,8 @@ def _dest(field: dataclasses.Field[Any]) -> str:
 
 def _click_type(hint: Any, spec: OptionSpec) -> Any:
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+    if base in (int, float) and spec.min is None and spec.max is None:
+        return base
     if base is int:
         return click.IntRange(None if spec.min is None else int(spec.min), None if spec.max is None else int(spec.max),
                               min_open=spec.min_open)
