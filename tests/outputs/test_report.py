@@ -88,3 +88,13 @@ def test_page_renders_in_headless_chromium(built: Path, tmp_path: Path) -> None:
     m = re.search(r'data-images="(\d+)" data-images-loaded="(\d+)"', dom)
     assert m and int(m[1]) >= 5 and m[1] == m[2]  # every figure decoded, with the network unreachable
     assert "outside_metros" in dom and "riverton" in dom
+
+
+def test_a_build_without_staged_outlines_reads_the_boundary_files(built: Path, tmp_path: Path) -> None:
+    """Builds written before metro outlines were staged under DIR/inputs still get their report."""
+    out = tmp_path / "old"
+    shutil.copytree(built, out)
+    shutil.rmtree(out / "inputs")
+    shutil.rmtree(out / "report")
+    assert CliRunner().invoke(cli, ["report", str(out)]).exit_code == 0
+    assert any(p.name.startswith("map_split_") for p in (out / "report").iterdir())

@@ -24,7 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.core.fileio import join, write_bytes
+from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
 from unigeo.outputs.readers import read_cells, read_ledger, read_manifest, read_rejects, read_samples
 from unigeo.outputs.report_html import render_html
@@ -166,13 +166,24 @@ def _histogram(values: Any, bins: Any, title: str, xlabel: str, stacked: dict[st
     return _png(fig)
 
 
+def metro_outlines(out: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Each metro's outline from ``DIR/inputs`` (staged by the build, so DIR needs no input file); a
+    build written before outlines were staged falls back to the boundary files its manifest names."""
+    staged = join(out, METROS)
+    if exists(staged):
+        return dict(load_metros(staged))
+    from unigeo.sources.metros import read_boundary
+
+    return {m["name"]: read_boundary(m["boundary"], m["name"]).geometry for m in manifest["config"]["metros"]}
+
+
 def build_report(out: str) -> dict[str, Any]:
     """Write ``DIR/report/{report.json,index.html,*.png}``; return the report."""
     manifest = read_manifest(out)
     ledger = read_ledger(out)
     cells = read_cells(out)
     samples = read_samples(out)
-    outlines = dict(load_metros(join(out, METROS)))  # staged by the build: DIR needs no input file
+    outlines = metro_outlines(out, manifest)
     rejects = read_rejects(out)
     figures: dict[str, bytes] = {}
     metros = []
