@@ -275,8 +275,3 @@ def summary_row(meta: SampleMeta, n_members: int) -> dict[str, Any]:
         "text": text["generator"] if text else "", "text_pois": len(text["poi_ids"]) if text else 0,
         "missing": ",".join(f"{m}:{r}" for m, r in sorted(meta.get("missing_members", {}).items())),
     }
-
-
-def empty_table(schema: pa.Schema) -> Any:
-    """An empty pandas frame with a table's columns and dtypes."""
-    return schema.empty_table().to_pandas()
