@@ -124,8 +124,10 @@ def clear_outputs(out: str) -> int:
     return len(paths)
 
 
-def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
-    """Run the build job on checked inputs; returns ``{"counters", "runner", "duration_s", "started_unix"}``."""
+def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]
+            ) -> tuple[dict[str, int], dict[str, Any]]:
+    """Run the build job on checked inputs; returns its counters and what the manifest records of the run
+    (``runner``, ``beam_args``, ``duration_s``, ``started_unix``)."""
     options = pipeline_options(beam_args)
     removed = clear_outputs(out)
     if removed:
@@ -139,5 +141,5 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()
-    return {"counters": counters(result), "runner": str(runner), "duration_s": round(time.time() - started, 2),
-            "started_unix": round(started, 3)}
+    return counters(result), {"runner": str(runner), "beam_args": list(beam_args),
+                              "duration_s": round(time.time() - started, 2), "started_unix": round(started, 3)}

@@ -196,7 +196,7 @@ class SampleRenderer:
         grid = tile_grid(meta["lat"], meta["lon"], self.opts.gsd, self.opts.tile_px)
         missing: dict[str, str] = {}
         arrays: dict[str, np.ndarray] = {}
-        for kind in ("aerial", "dsm"):
+        for kind in ("aerial", "dsm"):  # literal keys of the typed sample json
             member = TILE_MEMBERS[kind]
             tile = self.tile(kind, key.split, grid)
             if isinstance(tile, Failure):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -11,9 +11,6 @@ from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import UniGeoError
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
-
-if TYPE_CHECKING:
-    from unigeo.sources.config import SourcesConfig
 
 log = logging.getLogger("unigeo.build")
 
@@ -59,12 +56,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     from unigeo.pipeline.job import read_inputs, run_job  # Beam is slow to import; keep --help fast
 
     inputs = read_inputs(config_path)
-    run = run_job(inputs, out, opts, beam_args)
-    found = run.pop("counters")
-    cfg: SourcesConfig = inputs.config
-    run = {"runner": run["runner"], "beam_args": list(beam_args), "duration_s": run["duration_s"],
-           "started_unix": run["started_unix"]}
-    manifest = write_manifest(out, cfg, inputs.metros, opts.as_dict(), found, run)
+    found, run = run_job(inputs, out, opts, beam_args)
+    manifest = write_manifest(out, inputs.config, inputs.metros, opts.as_dict(), found, run)
     hint = missing_extra(REPORT_MODULES, "report")
     if hint:
         log.warning("report skipped (%s); `unigeo report %s` writes it later", hint, out)

@@ -21,11 +21,10 @@ from PIL import Image
 
 from unigeo.core.fileio import glob, join, relative, sha256_file
 from unigeo.core.sample import (
-    AERIAL,
-    DSM,
     JSON,
     KEPT,
     STATUSES,
+    TILE_MEMBERS,
     SampleMeta,
     capture_year,
     crop_members,
@@ -69,7 +68,7 @@ def check_members(key: str, meta: SampleMeta, members: dict[str, bytes], imagery
                     problems.append(f"sample {key}: {name} is {img.mode} {img.size}, expected RGB {crop_px}px")
         except OSError as e:
             problems.append(f"sample {key}: {name} does not decode: {e}")
-    for kind, member in (("aerial", AERIAL), ("dsm", DSM)):
+    for kind, member in TILE_MEMBERS.items():
         if bool(meta.get(kind)) != (member in members):
             problems.append(f"sample {key}: json and members disagree about {member}")
             continue
