@@ -20,6 +20,16 @@ RAY_STEPS = np.concatenate([np.arange(0.3, 20, 0.1), np.arange(20, 80, 0.25),
                             np.arange(80, 320, 0.6)]).astype(np.float32)
 
 
+def ray_steps(res: float) -> np.ndarray:
+    """Ray-marching distances for a grid of ``res`` metres: steps grow with the grid cell, since a
+    step much finer than a cell samples the same cell again (0.25 m grids get ``RAY_STEPS``)."""
+    f = max(1.0, res / 0.25)
+    if f == 1.0:
+        return RAY_STEPS
+    return np.concatenate([np.arange(0.3, 20, 0.1 * f), np.arange(20, 80, 0.25 * f),
+                           np.arange(80, 320, 0.6 * f)]).astype(np.float32)
+
+
 def column_bearings(heading_deg: float, width: int) -> np.ndarray:
     """Compass bearing (degrees) of the centre of every column of an equirectangular panorama.
 
@@ -63,7 +73,7 @@ def render_panorama(grids: SceneGrids, x: float, y: float, ground_z: float, head
     """
     height = width // 2
     cam_z = np.float32(ground_z + CAMERA_HEIGHT_M)
-    d = RAY_STEPS
+    d = ray_steps(grids.res)
     n = d.size
     gh, gw = grids.shape
     # Work in grid pixel units relative to the grid origin: float32 keeps sub-millimetre precision.

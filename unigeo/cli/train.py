@@ -1,0 +1,124 @@
+"""``unigeo train`` and ``unigeo eval``: the bundled five-modality trainer (the ``train`` extra)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from unigeo.cli.build import missing_extra
+from unigeo.cli.options import verbosity
+from unigeo.core.errors import UniGeoError
+from unigeo.core.sample import MODALITIES
+
+TRAIN_MODULES = ("torch", "tokenizers", "webdataset")
+
+
+def _require_train_extra() -> None:
+    hint = missing_extra(TRAIN_MODULES, "train")
+    if hint:
+        raise click.ClickException(f"the trainer needs {hint}")
+
+
+def parse_modalities(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown:
+        raise click.BadParameter(f"unknown modality {', '.join(unknown)}; choose from {','.join(MODALITIES)}")
+    if len(names) < 2:
+        raise click.BadParameter("at least two modalities are needed to align them")
+    return names
+
+
+def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
+    """Train with CLI-style keyword arguments (also used by ``unigeo demo``)."""
+    from unigeo.model.network import ModelConfig
+    from unigeo.model.train import TrainConfig, train
+
+    model_keys = {"modalities", "coords", "coords_depth", "image_px", "dim", "image_backbone", "siglip_path", "seed"}
+    model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
+    train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
+    try:
+        return train(TrainConfig(data=data, out=out, **train_kw), ModelConfig(**model_kw))
+    except (UniGeoError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command(name="train")
+@click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR), local or gs://, s3://.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (RUN).")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs of the schedule.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Samples per step on each process.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Peak AdamW learning rate (warm-up, then cosine decay).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--coords", type=click.Choice(["multiscale", "rff", "mlp"]), default="multiscale", show_default=True,
+              help="Coordinate encoder: scale tokens + self-attention, concatenated Fourier features + MLP, "
+                   "or an MLP on the projected coordinates.")
+@click.option("--coords-depth", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Self-attention blocks of the multiscale coordinate encoder.")
+@click.option("--modalities", default=",".join(MODALITIES), show_default=True,
+              help="Comma-separated subset of sv,aerial,dsm,text,coords to align (at least two).")
+@click.option("--image-px", type=click.IntRange(min=16), default=64, show_default=True,
+              help="Street-view crops and aerial tiles are resized to this before their encoders.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Dataloader worker processes per training process.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from RUN/model.pt on its schedule.")
+@click.option("--stop-after", type=click.IntRange(min=0), default=0,
+              help="Stop after this many epochs in total (the schedule still spans --epochs); --resume later.")
+@click.option("--siglip", "siglip_path", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Use a SigLIP vision tower from this local folder (transformers format) for street view "
+                   "and aerial instead of the CNN (the siglip extra).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@verbosity
+def train_command(data: str, out: str, modalities: str, siglip_path: str | None, no_progress: bool,
+                  **kw: Any) -> None:
+    """Train the five-modality model on DIR/shards/train; writes RUN/model.pt, config.json, log.jsonl,
+    tokenizer.json. Under torchrun, one process per device (DDP)."""
+    _require_train_extra()
+    names = parse_modalities(modalities)
+    backbone = {"image_backbone": "siglip", "siglip_path": os.path.abspath(siglip_path)} if siglip_path else {}
+    summary = run_train(data, out, modalities=names, progress=not no_progress, **backbone, **kw)
+    if summary["rank"] == 0:
+        last = summary["history"][-1] if summary["history"] else None
+        if last:
+            click.echo(f"trained {len(summary['history'])} epoch(s) on {summary['train_samples']} samples: "
+                       f"last epoch loss {last['loss']:.4f}, {last['samples_per_s']:.1f} samples/s")
+        click.echo(f"checkpoint: {summary['checkpoint']}\nnext: unigeo eval --data {data} "
+                   f"--checkpoint {summary['checkpoint']}")
+
+
+def run_eval(data: str, checkpoint: str, out: str | None, batch_size: int, device: str,
+             examples: int = 12) -> dict[str, Any]:
+    from unigeo.model.evaluate import evaluate, format_table
+
+    try:
+        metrics = evaluate(data, checkpoint, out, batch_size, device, examples)
+    except UniGeoError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(format_table(metrics))
+    return metrics
+
+
+@click.command(name="eval")
+@click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR).")
+@click.option("--checkpoint", required=True, type=click.Path(), help="RUN/model.pt.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: RUN/eval].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--examples", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Retrieval examples shown in index.html.")
+@click.option("--json", "as_json", is_flag=True, help="Also print metrics.json.")
+@verbosity
+def eval_command(data: str, checkpoint: str, out: str | None, batch_size: int, device: str, examples: int,
+                 as_json: bool) -> None:
+    """Retrieval metrics on DIR/shards/test: every modality pair, geolocation against the cells'
+    coordinates and the ensemble; overall, seen and unseen; chance beside each figure."""
+    _require_train_extra()
+    metrics = run_eval(data, checkpoint, out, batch_size, device, examples)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
