@@ -130,12 +130,13 @@ class UniGeoModel(nn.Module):
             return enc(pick(batch["text"]), pick(batch["text_mask"]))
         return enc(pick(batch["lat"]), pick(batch["lon"]))
 
-    def forward(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def forward(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
         """Embeddings of every modality of a batch, each encoder run only on the rows that have it.
 
         Returns:
-            modality -> (B, dim) embeddings (rows of absent members are zeros and never used), and
-            modality -> (B,) bool presence.
+            modality -> (B, dim) embeddings (rows of absent members are zeros and never used),
+            modality -> (B,) bool presence, and the logit scale (computed here so that DDP sees
+            every parameter used inside the forward pass).
         """
         out, present = {}, {}
         for m in self.modalities:
@@ -145,7 +146,7 @@ class UniGeoModel(nn.Module):
                 rows = torch.nonzero(have).squeeze(1)
                 emb = emb.index_copy(0, rows, self.embed(m, batch, rows).to(emb.dtype))
             out[m], present[m] = emb, have
-        return out, present
+        return out, present, self.logit_scale()
 
 
 def batch_to(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class TrainConfig:
         workers: dataloader worker processes per rank.
         shuffle_buffer: samples in each worker's shuffle buffer.
         log_every: steps between log lines.
+        tokenizer: a ``tokenizer.json`` to use (copied into RUN/) instead of fitting one on the
+            training texts (HF's WordPiece trainer breaks ties between equally frequent merges
+            differently from one process to the next, so two fits may differ).
     """
 
     data: str
@@ -83,6 +86,7 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     progress: bool = True
+    tokenizer: str = ""
 
 
 # ---------------------------------------------------------------- distributed
@@ -210,7 +214,9 @@ class Progress:
 def fit_tokenizer(cfg: TrainConfig, shards: list[Any], d: Dist, vocab: int = 4096) -> Any:
     """Train the tokenizer on the training texts (rank 0), save it in RUN/, load it everywhere."""
     path = os.path.join(cfg.out, TOKENIZER)
-    if d.main and not (cfg.resume and os.path.exists(path)):
+    if d.main and cfg.tokenizer and not cfg.resume:
+        save_tokenizer(load_tokenizer(cfg.tokenizer), path)
+    elif d.main and not (cfg.resume and os.path.exists(path)):
         texts = list(iter_texts(shards))
         if not texts:
             log.warning("no training sample has a description: the text encoder learns nothing")
@@ -287,9 +293,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
         t0, seen, losses = time.perf_counter(), 0, []
         for i, batch in enumerate(_batches(stream, cfg, device)):
             with autocast:
-                emb, present = net(batch)
-                loss, pairs = all_to_all_infonce({m: e.float() for m, e in emb.items()}, present,
-                                                 model.logit_scale())
+                emb, present, scale = net(batch)
+                loss, pairs = all_to_all_infonce({m: e.float() for m, e in emb.items()}, present, scale.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = (float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
@@ -303,8 +308,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
             bar.update(i + 1, seen * d.world_size, losses[-1])
             if (i + 1) % cfg.log_every == 0 or i + 1 == steps:
                 jlog.write({"event": "step", "epoch": epoch, "step": step, "loss": round(losses[-1], 6),
-                            "pairs": {k: round(float(v), 6) for k, v in pairs.items()},
-                            "lr": sched.get_last_lr()[0], "logit_scale": round(float(model.logit_scale()), 4),
+                            "pairs": {k: round(float(v.detach()), 6) for k, v in pairs.items()},
+                            "lr": sched.get_last_lr()[0], "logit_scale": round(float(model.logit_scale().detach()), 4),
                             "grad_norm": round(grad_norm, 4), "batch": n,
                             "samples_per_s": round(seen * d.world_size / (time.perf_counter() - t0), 2)})
         bar.close()
@@ -325,7 +330,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
     if d.world_size > 1:
         dist.destroy_process_group()
     return {"epochs_run": [h["epoch"] for h in history], "history": history, "checkpoint": ckpt_path,
-            "rank": d.rank, "world_size": d.world_size, "train_samples": total, "steps_per_epoch": steps}
+            "rank": d.rank, "world_size": d.world_size, "train_samples": total, "steps_per_epoch": steps,
+            "model": model}
 
 
 def _batches(stream: ShardStream, cfg: TrainConfig, device: torch.device) -> Iterator[dict[str, Any]]:

@@ -73,6 +73,8 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
 @click.option("--siglip", "siglip_path", type=click.Path(exists=True, file_okay=False), default=None,
               help="Use a SigLIP vision tower from this local folder (transformers format) for street view "
                    "and aerial instead of the CNN (the siglip extra).")
+@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use this tokenizer.json (e.g. another run's) instead of fitting one on the training texts.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @verbosity
 def train_command(data: str, out: str, modalities: str, siglip_path: str | None, no_progress: bool,
