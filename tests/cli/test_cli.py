@@ -17,14 +17,25 @@ def test_help_lists_every_command_of_the_contract() -> None:
         assert f"  {command} " in result.output
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "--data", "d", "--out", "r"],
-    ["eval", "--data", "d", "--checkpoint", "r/model.pt"],
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "nowhere", "--out", "r"], "manifest.json not found"),
+    (["train", "--data", "d", "--out", "r", "--modalities", "sv,gps"], "unknown modality gps"),
+    (["train", "--data", "d", "--out", "r", "--modalities", "sv"], "at least two modalities"),
+    (["eval", "--data", "d", "--checkpoint", "nowhere/model.pt"], "checkpoint nowhere/model.pt not found"),
 ])
-def test_commands_not_built_yet_say_so_with_exit_2(args: list[str]) -> None:
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
-    assert f"unigeo {args[0]}: not built yet" in result.output
+def test_train_and_eval_refuse_bad_arguments_with_a_clear_message(args: list[str], message: str,
+                                                                    tmp_path: Path) -> None:
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(cli, args)
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code in (1, 2), result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.slow
