@@ -141,9 +141,9 @@ class DecodeSpec:
 
 def _rgb(data: bytes, px: int) -> np.ndarray:
     """JPEG or PNG bytes -> (3, px, px) uint8, decoded at a reduced DCT scale where possible."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("RGB", (px, px))
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(data)) as src:
+        src.draft("RGB", (px, px))
+        img = src.convert("RGB")
         if img.size != (px, px):
             img = img.resize((px, px), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))

@@ -71,7 +71,7 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
         top = gallery[np.argsort(-(g_emb[gallery] @ sv[r]), kind="stable")[:5]]
         dist = haversine_m(arrays["lat"][loc], arrays["lon"][loc], arrays["lat"][top], arrays["lon"][top])
         member = crop_of_row[r][1]
-        plan.append((r, loc, member, top, dist))
+        plan.append((loc, member, top, dist))
         wanted.setdefault(str(arrays["key"][loc]), set()).update({member, AERIAL})
         for t in top:
             wanted.setdefault(str(arrays["key"][t]), set()).add(AERIAL)
@@ -83,8 +83,8 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
         for member in wanted.get(key, ()):
             if member in sample:
                 name = f"{key}.{member}"
-                with open(os.path.join(img_dir, name), "wb") as f:
-                    f.write(sample[member])
+                with open(os.path.join(img_dir, name), "wb") as fb:
+                    fb.write(sample[member])
                 files[(key, member)] = f"img/{name}"
 
     def img(key: str, member: str, alt: str) -> str:
@@ -92,7 +92,7 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
         return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}">' if src else "<small>missing</small>"
 
     body = []
-    for r, loc, member, top, dist in plan:
+    for loc, member, top, dist in plan:
         key = str(arrays["key"][loc])
         seen = "seen" if arrays["seen"][loc] else "unseen"
         cells = [f'<td>{img(key, member, "query crop")}<small>{html.escape(key)}<br>{seen}</small></td>',

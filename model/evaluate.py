@@ -21,7 +21,7 @@ import torch
 from unigeo.core import fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TEST, TRAIN
-from unigeo.model.data import DecodeSpec, Decoder, collate, iter_locations, list_shards, read_manifest
+from unigeo.model.data import Decoder, DecodeSpec, collate, iter_locations, list_shards, read_manifest
 from unigeo.model.metrics import compute_metrics
 from unigeo.model.network import ModelConfig, UniGeoModel
 from unigeo.model.tokenizer import load_tokenizer
@@ -148,7 +148,7 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
         arrays["gallery_lat"] = cells["lat"][order].astype(np.float64)
         arrays["gallery_lon"] = cells["lon"][order].astype(np.float64)
         arrays["coords_gallery"] = embed_gallery(model, arrays["gallery_lat"], arrays["gallery_lon"], batch_size, dev)
-    np.savez(os.path.join(out, "embeddings.npz"), **arrays)
+    np.savez(os.path.join(out, "embeddings.npz"), **arrays)  # type: ignore[arg-type]
     metrics = compute_metrics(arrays, model.modalities)
     metrics["checkpoint"] = {"path": os.path.abspath(checkpoint), "epoch": int(state["epoch"]) + 1,
                              "modalities": list(model.modalities), "coords": cfg.coords,

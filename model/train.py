@@ -29,8 +29,8 @@ from unigeo.core import fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TRAIN
 from unigeo.model.data import (
-    DecodeSpec,
     Decoder,
+    DecodeSpec,
     ShardStream,
     iter_texts,
     list_shards,

@@ -14,8 +14,8 @@ import webdataset as wds
 from PIL import Image
 
 from unigeo.model.data import (
-    DecodeSpec,
     Decoder,
+    DecodeSpec,
     ShardStream,
     batch_sizes,
     dsm_height,

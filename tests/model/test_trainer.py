@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from unigeo.core.sample import TRAIN
-from unigeo.model.data import DecodeSpec, Decoder, ShardStream, collate, iter_raw, list_shards, epoch_plan
+from unigeo.model.data import Decoder, DecodeSpec, collate, epoch_plan, iter_raw, list_shards
 from unigeo.model.loss import all_to_all_infonce
 from unigeo.model.network import UniGeoModel
 from unigeo.model.tokenizer import load_tokenizer
-from unigeo.model.train import TrainConfig, load_checkpoint, train
+from unigeo.model.train import load_checkpoint, train
 
 from .conftest import small_model, small_train
 
