@@ -35,6 +35,7 @@ from affine import Affine
 from PIL import Image
 from rasterio.io import MemoryFile
 from shapely.geometry import Point
+from shapely.prepared import prep
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.geo import transformer
@@ -76,14 +77,18 @@ class WorldSize:
     aerial_gsd_m: float = AERIAL_GSD_M
     year_weights: tuple[tuple[int, float], ...] = tuple(YEAR_WEIGHTS.items())
     new_district: float = 0.0
+    outside_keep: float = 1.0
+    recapture_other_split: bool = False
 
 
 SIZES = {
     "tiny": WorldSize(size_m=480, n_panos=40, pano_width=1024, dsm_res_m=0.5),
     "small": WorldSize(size_m=2000, n_panos=360, pano_width=2048, dsm_res_m=1.0),
-    # ~2,200 level-16 cells, ~1,500 of them with imagery in both splits; coarser grids keep it in memory.
-    "medium": WorldSize(size_m=6000, n_panos=13000, pano_width=1024, dsm_res_m=1.0, grid_res_m=0.5,
-                        aerial_gsd_m=0.6, year_weights=tuple(MEDIUM_YEAR_WEIGHTS.items()), new_district=0.15),
+    # ~1,950 level-16 cells, ~1,600 of them with imagery in both splits and ~170 first surveyed in
+    # 2023; coarser grids keep it in memory.
+    "medium": WorldSize(size_m=6500, n_panos=13000, pano_width=1024, dsm_res_m=1.0, grid_res_m=0.5,
+                        aerial_gsd_m=0.6, year_weights=tuple(MEDIUM_YEAR_WEIGHTS.items()), new_district=0.12,
+                        outside_keep=0.1, recapture_other_split=True),
 }
 WORLDS = ("procedural", "helsinki")
 
@@ -143,12 +148,16 @@ class PanoPlan:
 
 
 def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int,
-                   year_weights: dict[int, float] = YEAR_WEIGHTS, new_district: float = 0.0) -> list[PanoPlan]:
+                   year_weights: dict[int, float] = YEAR_WEIGHTS, new_district: float = 0.0,
+                   outside_keep: float = 1.0, recapture_other_split: bool = False) -> list[PanoPlan]:
     """Street-level capture points: along streets, heading along the street, dates over 2015-2025.
 
     About 70% are new places and 30% re-captures of an earlier place in another year. The first three
     are forced to 2023, 2019 and 2016 so that every split case occurs even in tiny worlds. Captures in
-    the eastern ``new_district`` fraction of the scene are all from 2023.
+    the eastern ``new_district`` fraction of the scene are all from 2023. ``outside_keep``: the chance
+    that a point outside the metro boundary is kept (the rest are drawn again); with
+    ``recapture_other_split`` a re-capture of a 2023 place is from a training year and vice versa
+    (survey campaigns that come back in another year).
     """
     rng = np.random.default_rng([seed, 7])
     xmin, ymin, xmax, ymax = scene.bounds
@@ -157,8 +166,11 @@ def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int,
     years = np.array(list(year_weights))
     weights = np.array(list(year_weights.values()))
     to_ll = scene.to_lonlat()
+    train_years = np.array([y for y in year_weights if y != 2023 and 2017 <= y <= 2024])
+    train_weights = np.array([year_weights[y] for y in train_years])
+    inside = prep(scene.boundary)
     plans: list[PanoPlan] = []
-    places: list[tuple[float, float, float]] = []
+    places: list[tuple[float, float, float, int]] = []
     attempts = 0
     while len(plans) < n:
         attempts += 1
@@ -166,7 +178,7 @@ def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int,
             raise RuntimeError("could not place panoramas on the streets of this scene")
         recapture = bool(places) and rng.random() < 0.3
         if recapture:
-            bx, by, bearing = places[int(rng.integers(len(places)))]
+            bx, by, bearing, base_year = places[int(rng.integers(len(places)))]
             x, y = bx + rng.normal(0, 1.5), by + rng.normal(0, 1.5)
         else:
             s = scene.streets[int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
@@ -183,15 +195,19 @@ def plan_panoramas(scene: Scene, grids: SceneGrids, n: int, seed: int,
         r, c, _ = grids.index(np.array([x]), np.array([y]))
         if grids.cls[r[0], c[0]] in (BUILDING, TREE, WATER):
             continue
-        if not recapture:
-            places.append((x, y, bearing))
+        if outside_keep < 1.0 and not inside.contains(Point(x, y)) and rng.random() >= outside_keep:
+            continue
         lon, lat = to_ll.transform(x, y)
         true_bearing = bearing - grid_north_offset(scene.crs, lon, lat)
         heading = (true_bearing + (180.0 if rng.random() < 0.5 else 0.0) + rng.normal(0, 3)) % 360.0
         i = len(plans)
         year = (2023, 2019, 2016)[i] if i < 3 else int(rng.choice(years, p=weights))
+        if recapture and recapture_other_split and i >= 3:
+            year = int(rng.choice(train_years, p=train_weights / train_weights.sum())) if base_year == 2023 else 2023
         if x > district_x:
             year = 2023
+        if not recapture:
+            places.append((x, y, bearing, year))
         month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
         hh, mm, ss = int(rng.integers(8, 19)), int(rng.integers(0, 60)), int(rng.integers(0, 60))
         pano_id = hashlib.sha1(f"{scene.name}:{seed}:{i}".encode()).hexdigest()[:16]
@@ -329,7 +345,8 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     progress(f"dsm: {dsm.shape[1]}x{dsm.shape[0]} px at {spec.dsm_res_m} m in {scene.crs} ({timings['dsm_s']:.1f} s)")
 
     t = time.perf_counter()
-    plans = plan_panoramas(scene, early, spec.n_panos, seed, dict(spec.year_weights), spec.new_district)
+    plans = plan_panoramas(scene, early, spec.n_panos, seed, dict(spec.year_weights), spec.new_district,
+                           spec.outside_keep, spec.recapture_other_split)
     job = _PanoJob(scene, early, late, width, out_dir)
     records = []
     for i, record in enumerate(_map(job, plans, workers)):
