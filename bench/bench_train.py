@@ -25,8 +25,8 @@ import torch
 
 from unigeo.core.sample import TRAIN
 from unigeo.model.data import (
-    DecodeSpec,
     Decoder,
+    DecodeSpec,
     ShardStream,
     epoch_plan,
     iter_raw,

@@ -14,7 +14,6 @@ from unigeo.cli.train import TRAIN_MODULES, run_eval, run_train
 from unigeo.core.errors import UniGeoError
 from unigeo.pipeline.options import BuildOptions
 
-
 DEMO_EPOCHS = {"tiny": 12, "small": 8}
 
 
