@@ -89,13 +89,15 @@ def render_panorama(grids: SceneGrids, x: float, y: float, ground_z: float, head
     surf = np.where(inside, surface[cell], np.float32(-1e4))
     horizon = np.maximum.accumulate(np.arctan2(surf - cam_z, d[None, :]), axis=1)
 
-    # Rows per column: the first sample whose running maximum reaches the row's elevation.
+    # Rows per column: the first sample whose running maximum reaches the row's elevation. With the
+    # running maximum monotonic, that index is the count of samples below the row's elevation: each
+    # sample is above the rows 0..m-1 (m by a search among the row elevations), and a histogram of m
+    # per column, accumulated down the rows, gives every row's count at once.
     theta = np.radians(row_elevations(height))
-    offsets = 4.0 * np.arange(width)  # angles lie in [-pi/2, pi/2]; offsets keep columns apart
-    flat = (horizon.astype(np.float64) + offsets[:, None]).ravel()
-    queries = theta[None, :] + offsets[:, None]
-    k = (np.searchsorted(flat, queries.ravel(), side="left").reshape(width, height)
-         - (np.arange(width) * n)[:, None]).T  # (height, width), row 0 = top; n = no hit
+    m = np.searchsorted(-theta, -horizon.astype(np.float64), side="left")  # rows whose elevation exceeds it
+    counts = np.bincount((np.arange(width)[:, None] * (height + 1) + m).ravel(),
+                         minlength=width * (height + 1)).reshape(width, height + 1)
+    k = (n - np.cumsum(counts, axis=1)[:, :height]).T  # (height, width), row 0 = top; n = no hit
     hit = k < n
     kk = np.minimum(k, n - 1)
     sample = np.arange(width)[None, :] * n + kk
@@ -106,7 +108,7 @@ def render_panorama(grids: SceneGrids, x: float, y: float, ground_z: float, head
     side = z < surface[g] - 0.3
     cls = grids.cls.ravel()[g]
 
-    out = grids.colour.reshape(-1, 3)[g].astype(np.float32)
+    out = np.take(grids.colour.reshape(-1, 3), g, axis=0).astype(np.float32)
     facade = hit & side & (cls == BUILDING)
     if facade.any():
         rows_f, cols_f = np.nonzero(facade)
@@ -132,7 +134,7 @@ def render_panorama(grids: SceneGrids, x: float, y: float, ground_z: float, head
     out += HAZE
     t = np.clip(theta / (np.pi / 2), 0, 1).astype(np.float32)[:, None] ** 0.6
     sky = SKY_HORIZON * (1 - t) + SKY_ZENITH * t  # (height, 3)
-    out[~hit] = np.broadcast_to(sky[:, None, :], out.shape)[~hit]
+    out = np.where(hit[..., None], out, sky[:, None, :])
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
