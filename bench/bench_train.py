@@ -59,7 +59,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the training process (0: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = args.data or tiny_build(args.cache)
     shards = list_shards(data, TRAIN)
     tok = train_tokenizer(iter_texts(shards))

@@ -64,8 +64,9 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
               help="Comma-separated subset of sv,aerial,dsm,text,coords to align (at least two).")
 @click.option("--image-px", type=click.IntRange(min=16), default=64, show_default=True,
               help="Street-view crops and aerial tiles are resized to this before their encoders.")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Dataloader worker processes per training process.")
+@click.option("--workers", type=click.IntRange(min=-1), default=-1, show_default=True,
+              help="Dataloader worker processes per training process; -1: the cores the training threads leave "
+                   "(0 on a 2-core CPU), 4 per process on CUDA.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from RUN/model.pt on its schedule.")
 @click.option("--stop-after", type=click.IntRange(min=0), default=0,
