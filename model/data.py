@@ -290,7 +290,8 @@ class ShardStream(IterableDataset):
         raw: Iterator[dict[str, Any]] = iter_raw(plan[worker::workers])
         if self.shuffle and self.shuffle_buffer > 1:
             seed = int(np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2]).integers(2**62))
-            raw = wds.filters._shuffle(raw, bufsize=self.shuffle_buffer, initial=min(64, self.shuffle_buffer), seed=seed)
+            initial = min(64, self.shuffle_buffer)  # start yielding early: the buffer fills as it goes
+            raw = wds.filters._shuffle(raw, bufsize=self.shuffle_buffer, initial=initial, seed=seed)
         for sample in raw:
             yield self.decoder(sample)
 
