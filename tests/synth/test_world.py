@@ -222,3 +222,37 @@ def test_helsinki_world_is_real_geography(tmp_path: Path) -> None:
     assert len(table.good) >= summary["panoramas"]["count"] - 2
     w, s, e, n = gpd.read_file(tmp_path / "boundary.geojson").total_bounds
     assert 24.93 < w < e < 24.96 and 60.16 < s < n < 60.18
+
+
+def test_the_medium_capture_plan_surveys_places_in_both_splits_and_a_new_district() -> None:
+    """The medium world's knobs on a small scene: the eastern district is 2023 only, re-captures
+    come from the other split, points outside the metro are mostly drawn again."""
+    from shapely.geometry import Point
+
+    from unigeo.synth.raster import rasterize_scene
+    from unigeo.synth.scene import procedural_scene
+    from unigeo.synth.world import MEDIUM_YEAR_WEIGHTS, plan_panoramas
+
+    scene = procedural_scene(900, 0)
+    grids = rasterize_scene(scene, 2022, 1.0, 0)
+    plans = plan_panoramas(scene, grids, 600, 0, MEDIUM_YEAR_WEIGHTS, new_district=0.2, outside_keep=0.1,
+                           recapture_other_split=True)
+    plain = plan_panoramas(scene, grids, 600, 0, MEDIUM_YEAR_WEIGHTS)
+    xmin, _, xmax, _ = scene.bounds
+    east = [p for p in plans if p.x > xmax - 0.2 * (xmax - xmin)]
+    assert east and all(p.year == 2023 for p in east)
+    west = [p for p in plans if p.x <= xmax - 0.2 * (xmax - xmin)]
+    assert any(p.year != 2023 for p in west)
+
+    def outside(ps: list) -> float:
+        return sum(not scene.boundary.contains(Point(p.x, p.y)) for p in ps) / len(ps)
+
+    assert outside(plans) < 0.5 * outside(plain)
+
+    def both_splits(ps: list) -> int:  # places (5 m grid) captured in 2023 and in a training year
+        years: dict[tuple[int, int], set[bool]] = {}
+        for p in ps:
+            years.setdefault((int(p.x // 5), int(p.y // 5)), set()).add(p.year == 2023)
+        return sum(len(v) == 2 for v in years.values())
+
+    assert both_splits(plans) > both_splits(plain)
