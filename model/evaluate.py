@@ -166,7 +166,10 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
 
 
 def _pct(x: float | None) -> str:
-    return "   -  " if x is None else f"{100 * x:5.1f}%"
+    """A percentage; two decimals below 1% so that small chance levels are not rounded up."""
+    if x is None:
+        return "   -  "
+    return f"{100 * x:5.2f}%" if x < 0.01 else f"{100 * x:5.1f}%"
 
 
 def _row(name: str, all_: dict[str, Any], seen: dict[str, Any], unseen: dict[str, Any]) -> str:
