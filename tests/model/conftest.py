@@ -3,14 +3,27 @@ tiny build (real shards written by ``unigeo build``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from unigeo.model.network import ModelConfig
 from unigeo.model.train import TrainConfig, train
 
 SMALL = dict(dim=32, image_px=32, dsm_px=32, text_len=48, coords_depth=1)
+
+
+def one_step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> tuple[float, float]:
+    """The loss before and after one optimiser step on the same batch."""
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss()
+    return float(before.detach()), float(after)
 
 
 def small_model(**kw: object) -> ModelConfig:

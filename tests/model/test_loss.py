@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from unigeo.model.loss import LogitScale, all_to_all_infonce
 
+from .conftest import one_step
+
 
 def normed(*shape: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
@@ -67,11 +69,6 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch() -> None:
         emb = {m: F.normalize(heads[m](x), dim=-1) for m, x in inputs.items()}
         return all_to_all_infonce(emb, present, scale())[0]
 
-    before = loss()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss()
-    assert float(after) < float(before.detach())
+    before, after = one_step(loss, opt)
+    assert after < before
     assert float(scale()) <= 100.0

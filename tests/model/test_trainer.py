@@ -21,7 +21,7 @@ from unigeo.model.network import UniGeoModel
 from unigeo.model.tokenizer import load_tokenizer
 from unigeo.model.train import load_checkpoint, train
 
-from .conftest import small_model, small_train
+from .conftest import one_step, small_model, small_train
 
 
 def step_losses(run: Path) -> list[float]:
@@ -55,13 +55,8 @@ def test_one_optimiser_step_lowers_the_loss_on_a_fixed_batch(tiny_run: Path, tin
         emb, present, scale = model(batch)
         return all_to_all_infonce(emb, present, scale)[0]
 
-    before = loss()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss()
-    assert float(after) < float(before)
+    before, after = one_step(loss, opt)
+    assert after < before
 
 
 def test_resuming_gives_the_same_losses_as_an_uninterrupted_run(tiny_run: Path, tiny_build: Path,
