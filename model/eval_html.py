@@ -107,7 +107,7 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
     acc, chance = pair.get("acc@100m"), pair.get("chance@100m")
     summary = (f"{n} test locations ({metrics['n_seen']} seen in training, {metrics['n_unseen']} unseen); "
                f"gallery: {len(gallery)} aerial tiles. sv&rarr;aerial accuracy@100m: "
-               + (f"{100 * acc:.1f}% (chance {100 * chance:.1f}%)" if acc is not None else "n/a"))
+               + (f"{100 * acc:.2f}% (chance {100 * chance:.2f}%)" if acc is not None else "n/a"))
     page = PAGE.format(summary=summary, radius=RADIUS_M, rows="\n".join(body))
     path = os.path.join(out, "index.html")
     with open(path, "w") as f:
