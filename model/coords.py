@@ -54,17 +54,22 @@ class CoordinateEncoder(nn.Module):
         sigmas: scales of the random Fourier features.
         features: Fourier frequencies per scale (each gives a cos and a sin).
         depth: self-attention blocks (``multiscale`` only).
+        pool: how the scale tokens become one vector (``multiscale`` only): ``concat`` (the tokens
+            side by side into an MLP, so each scale keeps its own weights) or ``mean``.
         seed: seed of the fixed random frequencies.
     """
 
     def __init__(self, dim: int = 256, kind: str = "multiscale", sigmas: Sequence[float] = DEFAULT_SIGMAS,
-                 features: int = 64, depth: int = 2, heads: int = 4, hidden: int = 512, seed: int = 0) -> None:
+                 features: int = 64, depth: int = 2, heads: int = 4, hidden: int = 512, pool: str = "concat",
+                 seed: int = 0) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"coordinate encoder kind must be one of {KINDS}, got {kind!r}")
         if depth < 0 or not sigmas:
             raise ValueError("depth must be >= 0 and at least one sigma is needed")
-        self.kind = kind
+        if pool not in ("concat", "mean"):
+            raise ValueError(f"pool must be concat or mean, got {pool!r}")
+        self.kind, self.pool = kind, pool
         self.head: nn.Module
         g = torch.Generator().manual_seed(seed)
         self.scales = nn.ModuleList(FourierFeatures(s, features, g) for s in sigmas) if kind != "mlp" else None
@@ -75,7 +80,7 @@ class CoordinateEncoder(nn.Module):
                                                batch_first=True, norm_first=True)
             self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False) if depth else None
             self.norm = nn.LayerNorm(dim)
-            self.head = nn.Linear(dim, dim)
+            self.head = mlp(dim * len(sigmas), hidden, dim) if pool == "concat" else nn.Linear(dim, dim)
         elif kind == "rff":
             self.head = mlp(2 * features * len(sigmas), hidden, dim, layers=3)
         else:
@@ -92,4 +97,5 @@ class CoordinateEncoder(nn.Module):
         tokens = torch.stack([proj(f) for proj, f in zip(self.tokens, feats)], dim=1) + self.scale_embedding
         if self.blocks is not None:
             tokens = self.blocks(tokens)  # (B, scales, dim): attention within each location
-        return self.head(self.norm(tokens).mean(dim=1))
+        tokens = self.norm(tokens)
+        return self.head(tokens.flatten(1) if self.pool == "concat" else tokens.mean(dim=1))

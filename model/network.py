@@ -26,7 +26,8 @@ class ModelConfig:
         image_px: side of street-view crops and aerial tiles as fed to the CNNs.
         dsm_px, dsm_patch, dsm_registers: DSM grid, ViT patch size and register tokens.
         text_len, vocab: tokens per description and vocabulary size (set from the tokenizer).
-        coords: coordinate encoder ``multiscale`` | ``rff`` | ``mlp``; coords_depth: its attention blocks.
+        coords: coordinate encoder ``multiscale`` | ``rff`` | ``mlp``; coords_depth: its attention blocks;
+            coords_pool: ``concat`` or ``mean`` of its scale tokens.
         coords_sigmas: scales of its random Fourier features.
         image_backbone: ``cnn`` (default, from scratch) or ``siglip`` (weights from ``siglip_path``).
     """
@@ -41,6 +42,7 @@ class ModelConfig:
     vocab: int = 4096
     coords: str = "multiscale"
     coords_depth: int = 2
+    coords_pool: str = "concat"
     coords_sigmas: tuple[float, ...] = field(default=DEFAULT_SIGMAS)
     image_backbone: str = "cnn"
     siglip_path: str = ""
@@ -110,7 +112,8 @@ class UniGeoModel(nn.Module):
                 e = TextEncoder(cfg.vocab, cfg.text_len)
                 d = e.out_dim
             else:
-                e = CoordinateEncoder(cfg.dim, cfg.coords, cfg.coords_sigmas, depth=cfg.coords_depth, seed=cfg.seed)
+                e = CoordinateEncoder(cfg.dim, cfg.coords, cfg.coords_sigmas, depth=cfg.coords_depth,
+                                      pool=cfg.coords_pool, seed=cfg.seed)
                 d = cfg.dim
             enc[m] = Projected(e, d, cfg.dim)
         self.encoders = nn.ModuleDict(enc)

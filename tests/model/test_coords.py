@@ -27,10 +27,10 @@ def test_haversine() -> None:
     assert haversine_m(np.array(42.35), np.array(-71.07), np.array(42.35), np.array(-71.07)) == 0.0
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_an_embedding_does_not_depend_on_its_batch(kind: str) -> None:
+@pytest.mark.parametrize("kind, pool", [(k, "concat") for k in KINDS] + [("multiscale", "mean")])
+def test_an_embedding_does_not_depend_on_its_batch(kind: str, pool: str) -> None:
     torch.manual_seed(0)
-    enc = CoordinateEncoder(dim=64, kind=kind, features=16, depth=2, heads=4).eval()
+    enc = CoordinateEncoder(dim=64, kind=kind, features=16, depth=2, heads=4, pool=pool).eval()
     rng = np.random.default_rng(1)
     lat = torch.tensor(rng.uniform(42.3, 42.4, 40))
     lon = torch.tensor(rng.uniform(-71.1, -71.0, 40))
