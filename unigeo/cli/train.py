@@ -37,7 +37,7 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
     from unigeo.model.network import ModelConfig
     from unigeo.model.train import TrainConfig, train
 
-    model_keys = {"modalities", "coords", "coords_depth", "image_px", "dim", "image_backbone", "siglip_path", "seed"}
+    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_backbone", "siglip_path", "seed"}
     model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
     train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
     try:
@@ -60,6 +60,8 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
                    "or an MLP on the projected coordinates.")
 @click.option("--coords-depth", type=click.IntRange(min=0), default=2, show_default=True,
               help="Self-attention blocks of the multiscale coordinate encoder.")
+@click.option("--coords-pool", type=click.Choice(["concat", "mean"]), default="concat", show_default=True,
+              help="How the multiscale encoder pools its scale tokens: side by side into an MLP, or their mean.")
 @click.option("--modalities", default=",".join(MODALITIES), show_default=True,
               help="Comma-separated subset of sv,aerial,dsm,text,coords to align (at least two).")
 @click.option("--image-px", type=click.IntRange(min=16), default=64, show_default=True,
