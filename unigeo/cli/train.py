@@ -37,7 +37,8 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
     from unigeo.model.network import ModelConfig
     from unigeo.model.train import TrainConfig, train
 
-    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_backbone", "siglip_path", "seed"}
+    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_backbone",
+                  "siglip_path", "seed"}
     model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
     train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
     try:
