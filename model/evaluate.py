@@ -115,7 +115,9 @@ def load_model(checkpoint: str, device: torch.device) -> tuple[UniGeoModel, Any,
 def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int = 64, device: str = "cpu",
              examples: int = 12) -> dict[str, Any]:
     """Embed ``DIR/shards/test``, write ``RUN/eval/`` and return the metrics."""
-    dev = torch.device(device if device != "cuda" or torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UniGeoError("--device cuda: no CUDA device is available to this torch build")
+    dev = torch.device(device)
     model, tokenizer, state = load_model(checkpoint, dev)
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "eval")
     os.makedirs(out, exist_ok=True)
