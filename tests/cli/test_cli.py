@@ -22,11 +22,17 @@ def test_help_lists_every_command_of_the_contract() -> None:
     (["train", "--data", "d", "--out", "r", "--modalities", "sv,gps"], "unknown modality gps"),
     (["train", "--data", "d", "--out", "r", "--modalities", "sv"], "at least two modalities"),
     (["eval", "--data", "d", "--checkpoint", "nowhere/model.pt"], "checkpoint nowhere/model.pt not found"),
+    (["train", "--data", "d", "--out", "r", "--device", "cuda"], "no CUDA device"),
+    (["eval", "--data", "d", "--checkpoint", "r/model.pt", "--device", "cuda"], "no CUDA device"),
 ])
 def test_train_and_eval_refuse_bad_arguments_with_a_clear_message(args: list[str], message: str,
                                                                     tmp_path: Path) -> None:
     import os
 
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
