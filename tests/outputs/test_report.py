@@ -98,3 +98,14 @@ def test_a_build_without_staged_outlines_reads_the_boundary_files(built: Path, t
     shutil.rmtree(out / "report")
     assert CliRunner().invoke(cli, ["report", str(out)]).exit_code == 0
     assert any(p.name.startswith("map_split_") for p in (out / "report").iterdir())
+
+
+def test_a_build_with_an_empty_test_split_still_gets_its_report(tiny_world: Path, tmp_path: Path) -> None:
+    """--holdout-year 2030: no test sample; the report says so instead of crashing after the shards."""
+    out = tmp_path / "no_test"
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out),
+                                 "--holdout-year", "2030", "--max-panos", "1", "--crop-px", "64"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["overlap"]["test_cells"] == 0 and report["overlap"]["test_to_nearest_train_m"] is None
+    assert (out / "report" / "index.html").is_file()

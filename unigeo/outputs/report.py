@@ -84,7 +84,8 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
     both = set(train["cell"]) & set(test["cell"])
     out: dict[str, Any] = {"train_cells": int(train["cell"].nunique()), "test_cells": int(test["cell"].nunique()),
                            "cells_in_both": len(both),
-                           "share_of_test_cells_in_both": round(len(both) / max(1, test["cell"].nunique()), 4)}
+                           "share_of_test_cells_in_both": round(len(both) / max(1, test["cell"].nunique()), 4),
+                           "test_to_nearest_train_m": None}  # None: a split is empty, no distance to give
     if len(train) and len(test):
         tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
         nearest = tree.query_nearest(shapely.points(test["lon"].to_numpy(), test["lat"].to_numpy()),
