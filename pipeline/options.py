@@ -18,7 +18,8 @@ from unigeo.pipeline.text import TemplateGenerator, TextGenerator
 class ImageryOptions:
     """Street-view crops and aerial/DSM tiles."""
 
-    crops_per_pano: int = option(1, "Pinhole crops rendered from each kept panorama.", min=0)
+    crops_per_pano: int = option(1, "Pinhole crops rendered from each kept panorama (--no-imagery skips them).",
+                                 min=1)
     crop_px: int = option(256, "Crop side in pixels.", min=8)
     pitch_min: float = option(-5.0, "Lowest crop pitch (degrees above the horizon).", min=-90, max=90)
     pitch_max: float = option(15.0, "Highest crop pitch (degrees above the horizon).", min=-90, max=90)

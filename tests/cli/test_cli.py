@@ -112,3 +112,12 @@ def test_readme_option_table_matches_the_declared_defaults() -> None:
             assert float(text) == float(value), flag
         else:
             assert text == str(value), flag
+
+
+def test_zero_crops_per_panorama_is_refused_before_any_work(tmp_path: Path) -> None:
+    """0 crops would label every good panorama unreadable; skipping imagery is --no-imagery."""
+    result = CliRunner().invoke(cli, ["build", "--config", str(tmp_path / "sources.yaml"), "--out",
+                                      str(tmp_path / "out"), "--crops-per-pano", "0"])
+    assert result.exit_code == 2
+    assert "--crops-per-pano" in result.output and "x>=1" in result.output
+    assert not (tmp_path / "out").exists()
