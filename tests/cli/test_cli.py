@@ -121,3 +121,11 @@ def test_zero_crops_per_panorama_is_refused_before_any_work(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "--crops-per-pano" in result.output and "x>=1" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    result = CliRunner().invoke(cli, ["build", "--config", str(tmp_path / "sources.yaml"), "--out", str(afile)])
+    assert result.exit_code != 0 and "is a file" in result.output and "Traceback" not in result.output
+    assert afile.read_text() == "mine"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import click
 
 from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.options import verbosity
-from unigeo.core.errors import UniGeoError
+from unigeo.core import fileio
+from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
 
 log = logging.getLogger("unigeo.build")
@@ -55,6 +57,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     from unigeo.outputs.manifest import write_manifest
     from unigeo.pipeline.job import read_inputs, run_job  # Beam is slow to import; keep --help fast
 
+    if not fileio.is_url(out) and os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a file; give a folder (new, or one a previous build wrote)")
     inputs = read_inputs(config_path)
     found, run = run_job(inputs, out, opts, beam_args)
     manifest = write_manifest(out, inputs.config, inputs.metros, opts.as_dict(), found, run)
