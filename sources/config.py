@@ -29,6 +29,9 @@ from unigeo.core.errors import ConfigError
 from unigeo.core.fileio import open_binary, parent, resolve
 
 METRO_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+METRO_NAME_MAX = 64  # shard files are named {metro}-{split}-{NNNNNN}.stats.json: well under 255 bytes
+METRO_KEYS = frozenset({"name", "boundary"})
+RASTER_KEYS = frozenset({"path", "date"})
 _KEYS = {"metros", "panoramas", "aerial", "dsm", "pois", "dates"}
 
 
@@ -112,8 +115,14 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
         raise ConfigError(f"{path}: `metros` must be a non-empty list of {{name, boundary}} entries")
     metros: list[MetroSpec] = []
     for i, m in enumerate(metros_raw):
+        if isinstance(m, dict) and set(m) - METRO_KEYS:
+            raise ConfigError(f"{path}: metros[{i}] ({m.get('name')!r}) has unknown keys "
+                              f"{sorted(map(str, set(m) - METRO_KEYS))}; allowed keys are {sorted(METRO_KEYS)}")
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("boundary"), str):
             raise ConfigError(f"{path}: metros[{i}] must be a mapping with string keys `name` and `boundary`")
+        if len(m["name"]) > METRO_NAME_MAX:
+            raise ConfigError(f"{path}: metro name {m['name'][:20]!r}... is {len(m['name'])} characters; at most "
+                              f"{METRO_NAME_MAX} (it becomes part of shard file names)")
         if not METRO_NAME.match(m["name"]):
             raise ConfigError(
                 f"{path}: metro name {m['name']!r} must be lowercase letters, digits and '_' "
@@ -146,6 +155,10 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
                 p = resolve(entry, base)
                 out.append(RasterSpec(p, dates.get(p)))
             elif isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                if set(entry) - RASTER_KEYS:
+                    raise ConfigError(f"{path}: {key}[{i}] ({entry['path']!r}) has unknown keys "
+                                      f"{sorted(map(str, set(entry) - RASTER_KEYS))}; allowed keys are "
+                                      f"{sorted(RASTER_KEYS)}")
                 p = resolve(entry["path"], base)
                 date = entry.get("date")
                 out.append(RasterSpec(p, parse_date(date, f"{path}: {key}[{i}].date") if date else dates.get(p)))
