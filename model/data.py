@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset import tariterators
 
-from unigeo.core import fileio
+from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import AERIAL, DSM, JSON, MODALITIES, TEST, TEXT, TRAIN, SampleMeta, crop_members
 from unigeo.model.tokenizer import encode
@@ -57,12 +57,12 @@ class ShardSlice:
 
 
 def read_manifest(data: str) -> dict[str, Any]:
-    path = fileio.join(data, "manifest.json")
-    if not fileio.exists(path):
-        raise UniGeoError(f"{path} not found: --data must be the output folder of `unigeo build`")
-    with fileio.open_binary(path) as f:
-        manifest: dict[str, Any] = json.load(f)
-    return manifest
+    """``DIR/manifest.json``, or an error saying that ``--data`` must be a build folder."""
+    try:
+        return build_files.read_manifest(data)
+    except FileNotFoundError as e:
+        raise UniGeoError(f"{fileio.join(data, build_files.MANIFEST)} not found: --data must be the output "
+                          "folder of `unigeo build`") from e
 
 
 def list_shards(data: str, split: str, manifest: dict[str, Any] | None = None) -> list[Shard]:
@@ -315,15 +315,20 @@ def rank_batches(stream: ShardStream, batch_size: int, workers: int = 2,
 # ---------------------------------------------------------------- evaluation and tokenizer input
 
 
+def iter_whole(shards: Sequence[Shard]) -> Iterator[dict[str, Any]]:
+    """Raw samples of whole shards, in the order given."""
+    return iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards)
+
+
 def iter_locations(shards: Sequence[Shard], decoder: Decoder) -> Iterator[dict[str, Any]]:
     """Every sample of ``shards`` in manifest order, decoded (evaluation: no shuffle, all crops)."""
-    for sample in iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards):
+    for sample in iter_whole(shards):
         yield decoder(sample)
 
 
 def iter_texts(shards: Sequence[Shard]) -> Iterator[str]:
     """The descriptions of the shards' samples (for fitting the tokenizer)."""
-    for sample in iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards):
+    for sample in iter_whole(shards):
         if TEXT in sample:
             text = sample[TEXT].decode("utf-8").strip()
             if text:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from unigeo.core.sample import AERIAL
-from unigeo.model.data import Shard, ShardSlice, iter_raw
+from unigeo.model.data import Shard, iter_whole
 from unigeo.model.geo import haversine_m
 from unigeo.model.metrics import RADIUS_M, location_means
 
@@ -78,7 +78,7 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
     img_dir = os.path.join(out, "img")
     os.makedirs(img_dir, exist_ok=True)
     files: dict[tuple[str, str], str] = {}
-    for sample in iter_raw(ShardSlice(s.url, 0, s.samples) for s in shards):
+    for sample in iter_whole(shards):
         key = sample["__key__"]
         for member in wanted.get(key, ()):
             if member in sample:

@@ -6,7 +6,6 @@ arrays by ``metrics.compute_metrics``) and ``index.html`` (retrieval examples).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -15,15 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-from unigeo.core import fileio
+from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TEST, TRAIN
 from unigeo.model.data import Decoder, DecodeSpec, collate, iter_locations, list_shards, read_manifest
 from unigeo.model.metrics import compute_metrics
-from unigeo.model.network import ModelConfig, UniGeoModel
+from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
 from unigeo.model.tokenizer import load_tokenizer
 from unigeo.model.train import load_checkpoint
 
@@ -39,21 +37,6 @@ class TestSet:
     lat: np.ndarray
     lon: np.ndarray
     items: list[dict[str, Any]]
-
-
-def read_table(data: str, folder: str, columns: list[str]) -> dict[str, np.ndarray]:
-    """Columns of the Parquet files under ``DIR/folder`` (the build's cells or samples table)."""
-    paths = [p for p in fileio.glob(fileio.join(data, folder), "*.parquet")]
-    if not paths:
-        raise UniGeoError(f"{fileio.join(data, folder)} has no Parquet files: is --data a complete build?")
-    tables = []
-    for p in paths:
-        with fileio.open_binary(p) as f:
-            tables.append(pq.read_table(io.BytesIO(f.read()), columns=columns))
-    out: dict[str, np.ndarray] = {}
-    for c in columns:
-        out[c] = np.concatenate([t.column(c).to_numpy(zero_copy_only=False) for t in tables])
-    return out
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -78,8 +61,7 @@ def embed_test_set(model: UniGeoModel, items: list[dict[str, Any]], batch_size: 
             source = [{k: v for k, v in items[i].items() if k not in ("sv", "sv_members")} for i in index]
         embs = []
         for sl in _chunks(len(source), batch_size):
-            batch = collate(source[sl]) if m != "sv" else _collate_sv(source[sl])
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = batch_to(collate(source[sl]) if m != "sv" else _collate_sv(source[sl]), device)
             embs.append(model.embed(m, batch).float().cpu().numpy())
         dim = model.cfg.dim
         out[m] = (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32), index)
@@ -134,8 +116,10 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     key = np.array([it["key"] for it in items])
     lat = np.array([it["lat"] for it in items], dtype=np.float64)
     lon = np.array([it["lon"] for it in items], dtype=np.float64)
-    samples = read_table(data, "samples", ["cell", "split"])
-    train_cells = set(samples["cell"][samples["split"] == TRAIN].tolist())
+    samples = build_files.read_samples(data)
+    if samples.empty:
+        raise UniGeoError(f"{fileio.join(data, 'samples')} has no Parquet files: is --data a complete build?")
+    train_cells = set(samples.loc[samples["split"] == TRAIN, "cell"])
     seen = np.array([it["cell"] in train_cells for it in items], dtype=bool)
     log.info("test split: %d locations (%d seen in training, %d unseen)", n, int(seen.sum()), int((~seen).sum()))
 
@@ -144,11 +128,13 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     for m, (e, idx) in embed_test_set(model, items, batch_size, dev).items():
         arrays[m], arrays[f"{m}_index"] = e.astype(np.float32), idx
     if "coords" in model.modalities:
-        cells = read_table(data, "cells", ["cell", "lat", "lon"])
-        order = np.argsort(cells["cell"], kind="stable")
-        arrays["gallery_cell"] = cells["cell"][order].astype(str)
-        arrays["gallery_lat"] = cells["lat"][order].astype(np.float64)
-        arrays["gallery_lon"] = cells["lon"][order].astype(np.float64)
+        cells = build_files.read_cells(data)
+        if cells.empty:
+            raise UniGeoError(f"{fileio.join(data, 'cells')} has no Parquet files: is --data a complete build?")
+        cells = cells.sort_values("cell", kind="stable")
+        arrays["gallery_cell"] = cells["cell"].to_numpy().astype(str)
+        arrays["gallery_lat"] = cells["lat"].to_numpy(np.float64)
+        arrays["gallery_lon"] = cells["lon"].to_numpy(np.float64)
         arrays["coords_gallery"] = embed_gallery(model, arrays["gallery_lat"], arrays["gallery_lon"], batch_size, dev)
     np.savez(os.path.join(out, "embeddings.npz"), **arrays)  # type: ignore[arg-type]
     metrics = compute_metrics(arrays, model.modalities)

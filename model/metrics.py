@@ -89,6 +89,21 @@ def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
         g_item = np.arange(len(g_lat))
         # The gallery row of each test location (its own cell centre), for r@1 and r@5.
         nearest = np.argmin(_distances(lat, lon, g_lat, g_lon), axis=1) if len(g_lat) else np.zeros(n, int)
+        # Similarities to the gallery, once for every subset: per row, and for the ensemble per location
+        # (a location's similarity for a modality is the mean over its rows, e.g. street-view crops;
+        # the ensemble averages that over the location's available modalities).
+        row_sim = {m: emb[m] @ g_emb.T for m in image_mods}
+        total = np.zeros((n, len(g_lat)))
+        count = np.zeros((n, 1))
+        for m in image_mods:
+            sims = np.zeros((n, len(g_lat)))
+            np.add.at(sims, idx[m], row_sim[m])
+            rows = np.bincount(idx[m], minlength=n)[:, None]
+            have = loc_have[m]
+            total[have] += (sims / np.maximum(rows, 1))[have]
+            count[have] += 1
+        ensemble_sim = total / np.maximum(count, 1)
+        ensemble_have = count[:, 0] > 0
 
     def block(select: np.ndarray) -> dict[str, Any]:
         pairs: dict[str, Any] = {}
@@ -106,21 +121,9 @@ def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
             for a in image_mods:
                 q = select[idx[a]]
                 qi = idx[a][q]
-                geo[a] = retrieval(emb[a][q] @ g_emb.T, nearest[qi], lat[qi], lon[qi], g_item, g_lat, g_lon)
-            locs = np.nonzero(select & np.any([loc_have[m] for m in image_mods], axis=0))[0] if image_mods \
-                else np.zeros(0, int)
-            total = np.zeros((len(locs), len(g_lat)))
-            count = np.zeros((len(locs), 1))
-            for m in image_mods:
-                # A location's similarity for a modality: the mean over its rows (street view: crops).
-                sims = np.zeros((n, len(g_lat)))
-                np.add.at(sims, idx[m], emb[m] @ g_emb.T)
-                rows = np.bincount(idx[m], minlength=n)[:, None]
-                have = loc_have[m][locs]
-                total[have] += (sims[locs] / np.maximum(rows[locs], 1))[have]
-                count[have] += 1
-            geo["ensemble"] = retrieval(total / np.maximum(count, 1), nearest[locs], lat[locs], lon[locs],
-                                        g_item, g_lat, g_lon)
+                geo[a] = retrieval(row_sim[a][q], nearest[qi], lat[qi], lon[qi], g_item, g_lat, g_lon)
+            locs = np.nonzero(select & ensemble_have)[0]
+            geo["ensemble"] = retrieval(ensemble_sim[locs], nearest[locs], lat[locs], lon[locs], g_item, g_lat, g_lon)
         return {"pairs": pairs, "geolocation": geo}
 
     everything = block(np.ones(n, dtype=bool))

@@ -48,6 +48,8 @@ CHECKPOINT = "model.pt"
 TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 LOG = "log.jsonl"
+# What a resumed run takes from its checkpoint, whatever the command line says: the schedule and data order.
+RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs")
 
 
 @dataclass(frozen=True)
@@ -241,11 +243,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
         state = load_checkpoint(ckpt_path)
         model_cfg = ModelConfig.from_json(state["model_config"])
         saved = state["train_config"]
-        for k in ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs"):
+        for k in RESUMED:
             if saved[k] != getattr(cfg, k):
                 log.warning("--resume: %s=%s from the checkpoint overrides %s", k, saved[k], getattr(cfg, k))
-        cfg = dataclasses.replace(cfg, **{k: saved[k] for k in ("batch_size", "lr", "weight_decay", "warmup",
-                                                                 "seed", "epochs")})
+        cfg = dataclasses.replace(cfg, **{k: saved[k] for k in RESUMED})
 
     manifest = read_manifest(cfg.data)
     shards = list_shards(cfg.data, TRAIN, manifest)

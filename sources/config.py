@@ -32,7 +32,7 @@ METRO_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 METRO_NAME_MAX = 64  # shard files are named {metro}-{split}-{NNNNNN}.stats.json: well under 255 bytes
 METRO_KEYS = frozenset({"name", "boundary"})
 RASTER_KEYS = frozenset({"path", "date"})
-_KEYS = {"metros", "panoramas", "aerial", "dsm", "pois", "dates"}
+_KEYS = frozenset({"metros", "panoramas", "aerial", "dsm", "pois", "dates"})
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,18 @@ def load_config(path: str) -> SourcesConfig:
     return parse_config(data, path)
 
 
+def _check_keys(entry: dict[Any, Any], allowed: frozenset[str], where: str) -> None:
+    """Unknown keys of a mapping are an error naming where, which keys, and the allowed ones."""
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ConfigError(f"{where} unknown keys {sorted(map(str, unknown))}; allowed keys are {sorted(allowed)}")
+
+
 def parse_config(data: Any, path: str) -> SourcesConfig:
     """Check the mapping read from ``path`` and resolve its file paths."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {sorted(_KEYS)}, got {type(data).__name__}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed keys are {sorted(_KEYS)}")
+    _check_keys(data, _KEYS, f"{path}:")
     base = parent(path)
 
     metros_raw = data.get("metros")
@@ -115,9 +120,8 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
         raise ConfigError(f"{path}: `metros` must be a non-empty list of {{name, boundary}} entries")
     metros: list[MetroSpec] = []
     for i, m in enumerate(metros_raw):
-        if isinstance(m, dict) and set(m) - METRO_KEYS:
-            raise ConfigError(f"{path}: metros[{i}] ({m.get('name')!r}) has unknown keys "
-                              f"{sorted(map(str, set(m) - METRO_KEYS))}; allowed keys are {sorted(METRO_KEYS)}")
+        if isinstance(m, dict):
+            _check_keys(m, METRO_KEYS, f"{path}: metros[{i}] ({m.get('name')!r}) has")
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("boundary"), str):
             raise ConfigError(f"{path}: metros[{i}] must be a mapping with string keys `name` and `boundary`")
         if len(m["name"]) > METRO_NAME_MAX:
@@ -155,10 +159,7 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
                 p = resolve(entry, base)
                 out.append(RasterSpec(p, dates.get(p)))
             elif isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                if set(entry) - RASTER_KEYS:
-                    raise ConfigError(f"{path}: {key}[{i}] ({entry['path']!r}) has unknown keys "
-                                      f"{sorted(map(str, set(entry) - RASTER_KEYS))}; allowed keys are "
-                                      f"{sorted(RASTER_KEYS)}")
+                _check_keys(entry, RASTER_KEYS, f"{path}: {key}[{i}] ({entry['path']!r}) has")
                 p = resolve(entry["path"], base)
                 date = entry.get("date")
                 out.append(RasterSpec(p, parse_date(date, f"{path}: {key}[{i}].date") if date else dates.get(p)))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from unigeo.core.build_files import MANIFEST, read_json, read_ledger
 from unigeo.core.fileio import glob, join, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
@@ -34,7 +35,7 @@ from unigeo.core.sample import (
     sample_key,
 )
 from unigeo.outputs.manifest import ledger_counts
-from unigeo.outputs.readers import MANIFEST, iter_shard, read_json, read_ledger
+from unigeo.outputs.readers import iter_shard
 from unigeo.pipeline.split import parse_years, split_of
 from unigeo.sources.panoramas import index_chunks, read_chunk
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from unigeo import __version__
+from unigeo.core.build_files import MANIFEST, read_cells, read_ledger
 from unigeo.core.fileio import glob, join, relative, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, SPLITS
-from unigeo.outputs.readers import MANIFEST, read_cells, read_ledger, read_rejects, read_shard_stats
+from unigeo.outputs.readers import read_rejects, read_shard_stats
 
 if TYPE_CHECKING:
     from unigeo.sources.config import SourcesConfig

@@ -1,5 +1,5 @@
-"""Readers of a build's own outputs (manifest, ledger, cells, samples, rejects, shard stats, shards),
-local or remote, through fsspec: no Beam needed to read a dataset."""
+"""Readers of a build's rejects, shard stats and shards, local or remote, through fsspec: no Beam
+needed to read a dataset. The manifest and the Parquet tables are read by ``unigeo.core.build_files``."""
 
 from __future__ import annotations
 
@@ -8,46 +8,8 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from unigeo.core.fileio import glob, join, open_binary, read_bytes
-from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA
-
-MANIFEST = "manifest.json"
-
-
-def read_json(path: str) -> Any:
-    return json.loads(read_bytes(path))
-
-
-def read_manifest(out: str) -> dict[str, Any]:
-    return dict(read_json(join(out, MANIFEST)))
-
-
-def read_parquet_files(paths: list[str], schema: pa.Schema | None = None) -> pd.DataFrame:
-    """One frame of several Parquet files; with no file, an empty frame of ``schema``'s columns."""
-    frames = []
-    for path in paths:
-        with open_binary(path) as f:
-            frames.append(pq.read_table(f).to_pandas())
-    if frames:
-        return pd.concat(frames, ignore_index=True)
-    return schema.empty_table().to_pandas() if schema is not None else pd.DataFrame()
-
-
-def read_ledger(out: str) -> pd.DataFrame:
-    return read_parquet_files(glob(out, "ledger/*.parquet"), LEDGER_SCHEMA)
-
-
-def read_cells(out: str) -> pd.DataFrame:
-    return read_parquet_files(glob(out, "cells/*.parquet"), CELLS_SCHEMA)
-
-
-def read_samples(out: str) -> pd.DataFrame:
-    """The samples table: one row per sample, where it is and which members it has."""
-    return read_parquet_files(glob(out, "samples/*.parquet"), SAMPLES_SCHEMA)
+from unigeo.core.build_files import read_json
+from unigeo.core.fileio import glob, open_binary, read_bytes
 
 
 def read_rejects(out: str) -> list[dict[str, Any]]:

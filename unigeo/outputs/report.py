@@ -24,9 +24,10 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from unigeo.core.build_files import read_cells, read_ledger, read_manifest, read_samples
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
-from unigeo.outputs.readers import read_cells, read_ledger, read_manifest, read_rejects, read_samples
+from unigeo.outputs.readers import read_rejects
 from unigeo.outputs.report_html import render_html
 from unigeo.pipeline.cells import cell_polygon
 from unigeo.pipeline.fps import local_metres
