@@ -281,6 +281,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
             json.dump({"train": dataclasses.asdict(cfg), "model": model_cfg.to_json(), "world_size": d.world_size,
                        "train_samples": total, "steps_per_epoch": steps, "torch": torch.__version__}, f, indent=2)
         if start_epoch == 0:
+            open(jlog.path, "w").close()  # a fresh run starts a fresh log; a resumed one appends
             jlog.write({"event": "start", "train_samples": total, "shards": len(shards), "steps_per_epoch": steps,
                         "world_size": d.world_size, "modalities": list(model.modalities),
                         "parameters": sum(p.numel() for p in model.parameters())})

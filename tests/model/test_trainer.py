@@ -73,6 +73,14 @@ def test_resuming_gives_the_same_losses_as_an_uninterrupted_run(tiny_run: Path, 
         assert torch.allclose(v, got["model"][k], atol=1e-6), k
 
 
+def test_a_fresh_run_in_a_used_folder_starts_a_fresh_log(tiny_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    for _ in range(2):
+        train(small_train(tiny_build, out, epochs=1), small_model())
+    events = [json.loads(x)["event"] for x in (out / "log.jsonl").read_text().splitlines()]
+    assert events.count("start") == 1 and events.count("epoch") == 1
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_build: Path, tmp_path: Path) -> None:
     from unigeo.core.errors import UniGeoError
 
