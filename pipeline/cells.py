@@ -8,6 +8,8 @@ lies wholly inside the polygon keeps all its children without testing them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import s2sphere
 import shapely
@@ -15,6 +17,10 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 MAX_LEVEL = 30
+# The coarsest level the covering serves: its straight lon/lat edges stay within a few metres of the
+# cells' geodesic edges (level-10 cells are ~8 km across); coarser parents could drop cells.
+MIN_LEVEL = 10
+EARTH_RADIUS_M = 6_371_008.8
 # Straight lon/lat edges stand in for the cells' geodesic edges; coarse parents are tested against a
 # slightly grown polygon so that the approximation never drops a cell (~10 m at mid latitudes).
 PARENT_MARGIN_DEG = 1e-4
@@ -111,5 +117,17 @@ def cover(geom: BaseGeometry, level: int, parent_level: int | None = None) -> li
 
 
 def default_parent_level(level: int) -> int:
-    """Parents hold at most 4^6 = 4096 children: enough work per worker, little per parent."""
-    return max(0, level - 6)
+    """Parents hold at most 4^6 = 4096 children: enough work per worker, little per parent; never coarser
+    than ``MIN_LEVEL``."""
+    return max(MIN_LEVEL, level - 6) if level >= MIN_LEVEL else level
+
+
+def mean_cell_area_m2(level: int) -> float:
+    """The mean area of an S2 cell at ``level`` (the sphere's area over 6 * 4^level cells)."""
+    return 4.0 * math.pi * EARTH_RADIUS_M**2 / (6.0 * 4.0**level)
+
+
+def estimate_cells(area_m2: float, perimeter_m: float, level: int) -> int:
+    """About how many level-``level`` cells cover a region: its area in cells plus a ring of boundary cells."""
+    side = math.sqrt(mean_cell_area_m2(level))
+    return int(math.ceil(area_m2 / side**2 + perimeter_m / side)) + 1

@@ -11,15 +11,34 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import warnings
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from unigeo.core import reasons
+
 DEFAULT_PITCH = (-5.0, 15.0)
 DEFAULT_FOV = (60.0, 100.0)
 DRAFT_SCALES = (8, 4, 2, 1)  # the DCT scalings libjpeg offers
+DEFAULT_MAX_PIXELS = 16384 * 8192
+MIN_PANO_HEIGHT = 32
+ASPECT_TOLERANCE = 0.01  # width / height may differ from 2 by this much
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transposition that turns the stored pixels upright.
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+class PanoramaError(ValueError):
+    """A panorama that decodes but cannot be used, with its reject reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class CropParams(NamedTuple):
@@ -128,10 +147,52 @@ def remap_numpy(pano: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.nd
     return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
 
 
-def _load(img: Image.Image, scale: int) -> np.ndarray:
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an image (1, upright, when absent or unknown)."""
+    value = img.getexif().get(EXIF_ORIENTATION, 1)
+    return int(value) if value in _UPRIGHT else 1
+
+
+def check_panorama(img: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of an opened panorama, upright; only the header is read.
+
+    Raises:
+        PanoramaError: more than ``max_pixels`` pixels, not 2:1, or fewer than ``MIN_PANO_HEIGHT`` rows.
+    """
+    w, h = img.size
+    turn = orientation(img)
+    if turn >= 5:
+        w, h = h, w
+    size = f"{w}x{h}" + (f" (EXIF orientation {turn} applied)" if turn != 1 else "")
+    if w * h > max_pixels:
+        raise PanoramaError(reasons.IMAGE_TOO_LARGE, f"{size} = {w * h} pixels > --max-pixels {max_pixels}")
+    if abs(w / h - 2.0) > ASPECT_TOLERANCE:
+        raise PanoramaError(reasons.NOT_EQUIRECTANGULAR, f"{size} is not an equirectangular 2:1 image")
+    if h < MIN_PANO_HEIGHT:
+        raise PanoramaError(reasons.IMAGE_TOO_SMALL, f"{size} has fewer than {MIN_PANO_HEIGHT} rows")
+    return w, h, turn
+
+
+def _load(img: Image.Image, scale: int, turn: int = 1) -> np.ndarray:
     if scale > 1:
         img.draft("RGB", (img.width // scale, img.height // scale))
-    return np.asarray(img.convert("RGB"))
+    rgb = img.convert("RGB")
+    return np.asarray(rgb.transpose(_UPRIGHT[turn]) if turn != 1 else rgb)
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Open an image (header only); Pillow's decompression-bomb check becomes ``image_too_large``.
+
+    Raises:
+        PanoramaError: more than twice Pillow's ``MAX_IMAGE_PIXELS``.
+        OSError: not an image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_panorama decides
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise PanoramaError(reasons.IMAGE_TOO_LARGE, str(e)) from e
 
 
 def decode(jpeg: bytes, scale: int = 1) -> np.ndarray:
@@ -150,14 +211,17 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def render_crops(jpeg: bytes, heading_deg: float, params: list[CropParams], size: int, quality: int = 90
-                 ) -> list[bytes]:
-    """Decode a panorama once, at the smallest scale every crop allows, and render each crop as JPEG.
+def render_crops(jpeg: bytes, heading_deg: float, params: list[CropParams], size: int, quality: int = 90,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[bytes]:
+    """Decode a panorama once, upright (EXIF orientation applied) and at the smallest scale every crop
+    allows, and render each crop as JPEG.
 
     Raises:
+        PanoramaError: too large, not 2:1, or too small (``check_panorama``).
         OSError: the JPEG cannot be decoded.
     """
-    with Image.open(io.BytesIO(jpeg)) as img:
-        pano = _load(img, draft_scale(img.width, params, size))
+    with open_image(jpeg) as img:
+        width, _, turn = check_panorama(img, max_pixels)
+        pano = _load(img, draft_scale(width, params, size), turn)
     h, w = pano.shape[:2]
     return [encode_jpeg(remap(pano, *crop_map(w, h, heading_deg, p, size)), quality) for p in params]

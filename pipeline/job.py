@@ -1,27 +1,32 @@
 """The ``unigeo build`` job: its inputs read and staged on the launcher, the pipeline graph, the run.
 
-``run_job`` checks the config and every input before anything under ``DIR`` changes, clears what an
-earlier build wrote, stages metros and POIs under ``DIR/inputs`` (workers read them there; the job
-graph carries only paths), runs the pipeline and returns its counters. Manifest and report are
-written afterwards from the outputs (``unigeo.outputs``).
+``read_inputs`` and the ``check_*`` functions check the config, every input, the options and the Beam
+flags before anything is written. ``run_job`` stages metros and POIs under its output folder (workers
+read them there; the job graph carries only paths), runs the pipeline and returns its counters. The
+command (``unigeo.cli.build``) runs it in a staging folder and publishes the result with its manifest
+and report (``unigeo.outputs``).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from pyproj import Geod
 
-from unigeo.core.fileio import glob, parent, remove
+from unigeo.core.errors import ConfigError
+from unigeo.core.fileio import parent
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, LedgerRow, Reject
+from unigeo.pipeline.cells import estimate_cells
 from unigeo.pipeline.imagery import SUMMARY, RenderSamples, RenderSpec
 from unigeo.pipeline.metrics import counters
 from unigeo.pipeline.options import BuildOptions
-from unigeo.pipeline.staging import FOLDER as STAGED
 from unigeo.pipeline.staging import StagedInputs, poi_rejects, stage_inputs
 from unigeo.pipeline.transforms import (
     LEDGER,
@@ -35,14 +40,11 @@ from unigeo.pipeline.transforms import (
 )
 from unigeo.sources.config import SourcesConfig, load_config
 from unigeo.sources.metros import Metro, read_boundary
+from unigeo.sources.panoramas import index_chunks
 from unigeo.sources.pois import PoiTable, read_pois
 from unigeo.sources.rasters import RasterSource, open_raster
 
 log = logging.getLogger(__name__)
-
-# What a build owns under its output folder; cleared before a build so no stale file survives.
-OUTPUT_GLOBS = ("shards/*/*", "ledger/*", "rejects/*", "cells/*", "samples/*", "report/*", f"{STAGED}/*",
-                "manifest.json")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,13 @@ class BuildInputs:
     dsm: list[RasterSource]
     pois: PoiTable | None
 
+    @property
+    def paths(self) -> list[str]:
+        """Every input file the config names (not the panorama images themselves)."""
+        c = self.config
+        return [c.path, c.panoramas, *(m.boundary for m in c.metros), *(r.path for r in c.aerial),
+                *(r.path for r in c.dsm), *([c.pois] if c.pois else [])]
+
 
 def read_inputs(config_path: str) -> BuildInputs:
     """Read the config and open every input (boundaries, raster headers, POIs).
@@ -63,6 +72,7 @@ def read_inputs(config_path: str) -> BuildInputs:
         ConfigError, SourceError: bad configuration or an unusable input.
     """
     cfg = load_config(config_path)
+    index_chunks(cfg.panoramas)  # a missing or malformed index fails here, before anything is written
     metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
     for m in metros:
         for repair in m.repairs:
@@ -117,11 +127,41 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def clear_outputs(out: str) -> int:
-    """Delete what an earlier build left under ``out``; returns how many files."""
-    paths = [path for pattern in OUTPUT_GLOBS for path in glob(out, pattern)]
-    remove(paths)
-    return len(paths)
+def unknown_beam_flags(beam_args: list[str], own_flags: Iterable[str] = ()) -> list[str]:
+    """Messages for the flags in ``beam_args`` that no Beam option knows, each with a suggestion drawn
+    from Beam's options and ``own_flags`` (the command's flags, without dashes)."""
+    known = set(PipelineOptions([]).get_all_options(retain_unknown_options=True))
+    got = PipelineOptions(list(beam_args)).get_all_options(retain_unknown_options=True)
+    unknown = set(got) - known
+    candidates = [f"--{k}" for k in known] + [f"--{f}" for f in own_flags]
+    messages = []
+    for arg in beam_args:
+        if not arg.startswith("--"):
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag[2:].replace("-", "_") not in unknown:
+            continue
+        close = difflib.get_close_matches(flag, candidates, n=1, cutoff=0.6)
+        messages.append(f"no such option: {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return messages
+
+
+def check_covering(metros: list[Metro], level: int, max_cells: int) -> int:
+    """The estimated size of the metros' covering at ``level``; logged, and refused above ``max_cells``.
+
+    Raises:
+        ConfigError: the estimate exceeds ``max_cells``.
+    """
+    geod = Geod(ellps="WGS84")
+    total = 0
+    for m in metros:
+        area, perimeter = geod.geometry_area_perimeter(m.geometry)
+        total += estimate_cells(abs(area), perimeter, level)
+    log.info("covering: about %d cells at level %d", total, level)
+    if total > max_cells:
+        raise ConfigError(f"--level {level} covers the metros with about {total:,} cells, more than --max-cells "
+                          f"{max_cells:,}; choose a coarser level, or raise --max-cells on purpose")
+    return total
 
 
 def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]
@@ -129,9 +169,6 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     """Run the build job on checked inputs; returns its counters and what the manifest records of the run
     (``runner``, ``beam_args``, ``duration_s``, ``started_unix``)."""
     options = pipeline_options(beam_args)
-    removed = clear_outputs(out)
-    if removed:
-        log.info("removed %d files of an earlier build under %s", removed, out)
     staged = stage_inputs(out, inputs.metros, inputs.pois, inputs.config.pois)
     runner = options.get_all_options().get("runner") or "DirectRunner"
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",

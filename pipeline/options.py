@@ -9,7 +9,7 @@ from typing import Any
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.options import check_ranges, option
-from unigeo.pipeline.cells import MAX_LEVEL, default_parent_level
+from unigeo.pipeline.cells import MAX_LEVEL, MIN_LEVEL, default_parent_level
 from unigeo.pipeline.split import parse_years
 from unigeo.pipeline.text import TemplateGenerator, TextGenerator
 
@@ -29,6 +29,8 @@ class ImageryOptions:
     tile_px: int = option(256, "Aerial/DSM tile side in pixels.", min=8)
     gsd: float = option(0.6, "Tile metres per pixel.", min=0, min_open=True)
     max_nodata: float = option(0.2, "Largest nodata share of a kept tile.", min=0, max=1)
+    max_pixels: int = option(134_217_728, "Largest panorama in pixels (width x height; default 16384 x 8192); "
+                             "larger ones are rejected as image_too_large (Pillow's limit follows it).", min=1)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -79,13 +81,19 @@ class TextOptions:
 class BuildOptions:
     """Locations, selection, split and shards; the imagery and text groups."""
 
-    level: int = option(16, "S2 level of a location.", min=0, max=MAX_LEVEL)
+    level: int = option(16, f"S2 level of a location ({MIN_LEVEL}-{MAX_LEVEL}; 16 is ~150 m).", min=MIN_LEVEL,
+                        max=MAX_LEVEL)
     max_panos: int = option(120, "Panoramas kept per cell and split (farthest-point sampling).", min=1)
     holdout_year: int = option(2023, "Imagery of this year is the test split.", min=1900, max=2100)
     years: str = option("2017-2024", "Year range of the train split (the holdout year is excluded).")
     seed: int = option(0, "Seed of every random choice.")
     parent_level: int | None = option(None, "S2 level of the coarse cells that spread the covering over workers "
-                                      "[default: level - 6].", min=0, max=MAX_LEVEL, show_default=False)
+                                      f"[default: level - 6, at least {MIN_LEVEL}].", min=MIN_LEVEL, max=MAX_LEVEL,
+                                      show_default=False)
+    max_cells: int = option(2_000_000, "Most S2 cells the metros' covering may hold, estimated from their area "
+                            "before anything runs; raise it on purpose for a larger build.", min=1)
+    max_reject_fraction: float = option(1.0, "Exit 1 (after writing everything) when more than this share of the "
+                                        "input panoramas is rejected.", min=0, max=1)
     no_imagery: bool = option(False, "Location stages only: cells, selection, split, ledger and JSON-only samples; "
                               "no image is read.")
     shard_max_samples: int = option(1000, "Most samples in a shard.", min=1)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
+from rasterio.errors import RasterioIOError
 
 from unigeo.core import reasons
-from unigeo.core.fileio import read_bytes
+from unigeo.core.fileio import is_url, read_bytes
 from unigeo.core.sample import (
     KEPT,
     REJECTED,
@@ -38,14 +41,48 @@ from unigeo.core.sample import (
     encode_dsm,
     summary_row,
 )
-from unigeo.pipeline.crops import crop_params, render_crops
+from unigeo.pipeline.crops import PanoramaError, crop_params, render_crops
 from unigeo.pipeline.options import ImageryOptions
 from unigeo.pipeline.shards import EncodedSample, encode_sample
 from unigeo.pipeline.text import PoiIndex, TextGenerator, place_facts
 from unigeo.pipeline.tiles import Epoch, epochs_for_split, tile_grid
 from unigeo.sources.tiles import Grid, RasterStack
 
+log = logging.getLogger(__name__)
+
 Count = tuple[str, str, int]  # (stage, counter, increment)
+# Read errors that retrying cannot cure: the panorama is rejected. Any other OSError (a connection reset,
+# a timeout, an object store's 5xx) is retried here, then raised so that the runner retries the bundle.
+PERMANENT_READ_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+READ_TRIES = 4
+READ_BACKOFF_S = 0.2  # doubled after each failed try
+
+
+def read_with_retry(read: Callable[[str], bytes], uri: str, tries: int = READ_TRIES,
+                    backoff_s: float = READ_BACKOFF_S) -> bytes:
+    """``read(uri)``, tried up to ``tries`` times on transient errors.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError: at once, never retried.
+        OSError: the last transient error once every try failed (the runner retries the bundle).
+    """
+    for attempt in range(tries):
+        try:
+            return read(uri)
+        except PERMANENT_READ_ERRORS:
+            raise
+        except OSError as e:
+            if attempt == tries - 1:
+                raise
+            log.warning("reading %s failed (%s); try %d of %d", uri, e, attempt + 2, tries)
+            time.sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def transient_raster_error(path: str, error: RasterioIOError) -> bool:
+    """True for a raster read error worth retrying: a remote file whose request failed (HTTP, timeout)."""
+    text = str(error).lower()
+    return is_url(path) and any(w in text for w in ("http", "curl", "timed out", "timeout", "connection"))
 
 
 class Failure(NamedTuple):
@@ -106,6 +143,7 @@ class SampleRenderer:
                 self.epochs[kind, split] = epochs_for_split(dated, split, holdout_year, years)
         self.stacks: dict[str, RasterStack] = {}
         if opts is not None:
+            Image.MAX_IMAGE_PIXELS = opts.max_pixels
             self.stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
 
     def close(self) -> None:
@@ -121,11 +159,18 @@ class SampleRenderer:
         params = [crop_params(self.seed, pano["pano_id"], i, self.opts.pitch_range, self.opts.fov_range)
                   for i in range(self.opts.crops_per_pano)]
         try:
-            jpeg = self.read(pano["uri"])
-        except Exception as e:  # FileNotFoundError locally, other OSErrors remotely
+            jpeg = read_with_retry(self.read, pano["uri"])
+        except FileNotFoundError as e:
+            return Failure(reasons.MISSING_FILE, f"cannot open {pano['uri']}: {e}")
+        except PERMANENT_READ_ERRORS as e:
+            return Failure(reasons.UNREADABLE_FILE, f"cannot read {pano['uri']}: {e}")
+        except ValueError as e:  # a URI no filesystem knows, e.g. an unknown protocol
             return Failure(reasons.MISSING_FILE, f"cannot open {pano['uri']}: {e}")
         try:
-            crops = render_crops(jpeg, pano["heading_deg"], params, self.opts.crop_px, self.opts.jpeg_quality)
+            crops = render_crops(jpeg, pano["heading_deg"], params, self.opts.crop_px, self.opts.jpeg_quality,
+                                 self.opts.max_pixels)
+        except PanoramaError as e:
+            return Failure(e.reason, f"{pano['uri']}: {e}")
         except (OSError, ValueError, SyntaxError) as e:
             return Failure(reasons.CORRUPT_JPEG, f"{pano['uri']}: {e}")
         members: list[tuple[str, bytes]] = []
@@ -136,18 +181,29 @@ class SampleRenderer:
             meta.append({"member": name, **p.as_json()})  # type: ignore[typeddict-item]
         return members, meta
 
-    def tile(self, kind: str, split: str, grid: Grid) -> tuple[np.ndarray, TileMeta] | Failure:
-        """The ``kind`` tile of a sample on ``grid`` from the first epoch its split may use that covers it."""
+    def tile(self, kind: str, split: str, grid: Grid, counts: list[Count] | None = None
+             ) -> tuple[np.ndarray, TileMeta] | Failure:
+        """The ``kind`` tile of a sample on ``grid`` from the first epoch its split may use that covers it;
+        DSM sentinel pixels read as nodata are added to ``counts``."""
+        counts = [] if counts is None else counts
         assert self.opts is not None
         epochs = self.epochs[kind, split]
         if not epochs:
             return Failure(reasons.TILE_NO_IMAGERY, f"no {kind} raster of a year the {split} split may use")
         best = Failure(reasons.TILE_NO_COVERAGE, f"no {kind} raster reaches the tile")
         for epoch in epochs:
-            read = self.stacks[kind].read(list(epoch.paths), grid)
+            try:
+                read = self.stacks[kind].read(list(epoch.paths), grid)
+            except RasterioIOError as e:
+                if any(transient_raster_error(p, e) for p in epoch.paths):
+                    raise
+                best = Failure(reasons.TILE_UNREADABLE, f"{kind} {epoch.year} {list(epoch.paths)}: {e}")
+                continue
             if read is None:
                 continue
-            data, valid = read
+            data, valid, sentinels = read
+            if sentinels:
+                counts.append(("imagery", f"{kind}_sentinel_pixels", sentinels))
             nodata = float(1.0 - valid.mean())
             if nodata > self.opts.max_nodata:
                 best = Failure(reasons.TILE_NODATA,
@@ -198,7 +254,7 @@ class SampleRenderer:
         arrays: dict[str, np.ndarray] = {}
         for kind in ("aerial", "dsm"):  # literal keys of the typed sample json
             member = TILE_MEMBERS[kind]
-            tile = self.tile(kind, key.split, grid)
+            tile = self.tile(kind, key.split, grid, out.counts)
             if isinstance(tile, Failure):
                 missing[member] = tile.reason
                 meta[kind] = None

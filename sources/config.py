@@ -167,6 +167,13 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
                 raise ConfigError(f"{path}: {key}[{i}] must be a path or a mapping {{path, date}}")
         return tuple(out)
 
+    aerial, dsm = rasters("aerial"), rasters("dsm")
+    named = {r.path for r in aerial + dsm}
+    stray = sorted(str(k) for k in dates_raw if resolve(str(k), base) not in named)
+    if stray:
+        raise ConfigError(f"{path}: `dates` names {stray}, which are not among the aerial or dsm rasters "
+                          f"{sorted(named)}; a misspelt path leaves its raster without a date")
+
     pois = data.get("pois")
     if pois is not None and not isinstance(pois, str):
         raise ConfigError(f"{path}: `pois` must be the path of a GeoJSON, GeoParquet or .osm.pbf file")
@@ -174,7 +181,7 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
         path=path,
         metros=tuple(metros),
         panoramas=resolve(panoramas, base),
-        aerial=rasters("aerial"),
-        dsm=rasters("dsm"),
+        aerial=aerial,
+        dsm=dsm,
         pois=resolve(pois, base) if pois else None,
     )

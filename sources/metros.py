@@ -59,7 +59,8 @@ def read_boundary(path: str, name: str) -> Metro:
         name: the metro's name.
 
     Raises:
-        SourceError: the file cannot be read.
+        SourceError: the file cannot be read, its CRS does not transform to lon/lat, or its coordinates
+            fall outside lon/lat ranges (projected coordinates in a file that declares none).
         MissingCRSError: the file declares no CRS (GeoJSON without ``crs`` is EPSG:4326 by spec).
         EmptyGeometryError: no polygon in the file, or nothing left after repair.
     """
@@ -83,7 +84,15 @@ def read_boundary(path: str, name: str) -> Metro:
             g = shapely.make_valid(g)
             repairs.append(f"feature {i}: {reason}; repaired with make_valid")
         fixed.append(g)
-    series = gpd.GeoSeries(fixed, crs=gdf.crs).to_crs("EPSG:4326")
+    try:
+        series = gpd.GeoSeries(fixed, crs=gdf.crs).to_crs("EPSG:4326")
+    except Exception as e:  # pyproj cannot relate the file's CRS to lon/lat
+        raise SourceError(path, f"its CRS cannot be transformed to EPSG:4326: {e}",
+                          "write a CRS that PROJ knows into the file") from e
+    west, south, east, north = series.total_bounds
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise SourceError(path, f"coordinates ({west:.6g}, {south:.6g}, {east:.6g}, {north:.6g}) are not lon/lat "
+                          "after reprojection", "a projected file must declare its CRS")
     geom = _polygonal(shapely.union_all(list(series)))
     if geom is None or geom.is_empty or geom.area == 0:
         raise EmptyGeometryError(path, "boundary has no polygon with area", "the file must hold a polygon")

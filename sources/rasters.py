@@ -82,7 +82,8 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
     """Read a raster's header and check it can serve as ``kind``.
 
     Raises:
-        SourceError: the file cannot be opened, or has the wrong number of bands.
+        SourceError: the file cannot be opened, has the wrong number of bands, or is an aerial raster
+            that is not 8-bit.
         MissingCRSError: the raster has no CRS.
         MissingDateError: no date in the config and none in the tags.
     """
@@ -95,6 +96,10 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
             raise MissingCRSError(spec.path)
         if kind == "aerial" and ds.count < 3:
             raise SourceError(spec.path, f"aerial raster has {ds.count} band(s)", "aerial imagery needs RGB bands 1-3")
+        if kind == "aerial" and ds.dtypes[0] != "uint8":
+            raise SourceError(spec.path, f"aerial raster is {ds.dtypes[0]}; tiles are 8-bit RGB",
+                              "rescale it to 8 bits with the stretch that suits the sensor, e.g. "
+                              "`gdal_translate -ot Byte -scale 0 4095 0 255 IN OUT` for 12-bit data")
         if spec.date is not None:
             date, date_source = spec.date, "config"
         else:
@@ -107,6 +112,11 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
                 )
             date, date_source = found
         left, bottom, right, top = ds.bounds
+        try:
+            bounds_lonlat = transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top)
+        except Exception as e:  # rasterio's CRSError, PROJ errors: a CRS with no path to lon/lat
+            raise SourceError(spec.path, f"its CRS cannot be transformed to EPSG:4326: {e}",
+                              "write a CRS that PROJ knows, e.g. `rio edit-info --crs EPSG:32619 FILE`") from e
         return RasterSource(
             path=spec.path,
             kind=kind,
@@ -120,7 +130,7 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
             nodata=ds.nodata,
             res=(abs(ds.res[0]), abs(ds.res[1])),
             bounds=(left, bottom, right, top),
-            bounds_lonlat=transform_bounds(ds.crs, "EPSG:4326", left, bottom, right, top),
+            bounds_lonlat=bounds_lonlat,
             overviews=tuple(ds.overviews(1)),
             date=date,
             date_source=date_source,

@@ -24,6 +24,9 @@ from unigeo.core.fileio import gdal_path
 from unigeo.core.geo import transformer
 
 LATTICE = 9  # nodes per side of the exactly projected coarse lattice
+# DSM heights outside this range (metres) are sentinels of files whose nodata is unset (-9999, -32768,
+# 3.4e38): no land or roof lies below the Dead Sea shore by 600 m or above Everest.
+DSM_VALID_M = (-1000.0, 9000.0)
 
 
 def _interp_matrix(size: int, nodes: np.ndarray) -> np.ndarray:
@@ -72,11 +75,15 @@ class RasterStack:
         m = _interp_matrix(grid.size, nodes)
         return m @ cols @ m.T, m @ rows @ m.T
 
-    def read_one(self, path: str, grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
-        """(data, valid) of one raster on ``grid``, or None when it does not reach the grid.
+    def read_one(self, path: str, grid: Grid) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """(data, valid, sentinels) of one raster on ``grid``, or None when it does not reach the grid.
 
         ``data`` is (size, size, 3) uint8 for aerial, (size, size) float32 metres for DSM (NaN where
-        unknown); ``valid`` is a boolean (size, size) mask.
+        unknown); ``valid`` is a boolean (size, size) mask; ``sentinels`` counts the source pixels read
+        as nodata because they lie outside ``DSM_VALID_M`` (0 for aerial).
+
+        Raises:
+            RasterioIOError: a block of the window does not read.
         """
         ds = self.datasets[path]
         cols, rows = self._source_coords(ds, grid)
@@ -104,6 +111,7 @@ class RasterStack:
         valid = cv2.remap(valid_src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0.0) > 0.999
         valid &= inside
+        sentinels = 0
         if self.kind == "aerial":
             img = np.ascontiguousarray(np.moveaxis(data, 0, -1))
             out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -113,14 +121,23 @@ class RasterStack:
             if ds.nodata is not None and not np.isnan(ds.nodata):
                 z[z == np.float32(ds.nodata)] = np.nan
             z[~mask] = np.nan
+            with np.errstate(invalid="ignore"):
+                outside = (z < DSM_VALID_M[0]) | (z > DSM_VALID_M[1])
+            sentinels = int(outside.sum())
+            z[outside] = np.nan
             out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
             valid &= np.isfinite(out)
             out[~valid] = np.nan
-        return out, valid
+        return out, valid, sentinels
 
-    def read(self, paths: list[str], grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
-        """Mosaic of ``paths`` (first file wins) on ``grid``, or None when none reaches it."""
-        result: tuple[np.ndarray, np.ndarray] | None = None
+    def read(self, paths: list[str], grid: Grid) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Mosaic of ``paths`` (first file wins) on ``grid`` with its sentinel count, or None when none
+        reaches it.
+
+        Raises:
+            RasterioIOError: a block of a window does not read.
+        """
+        result: tuple[np.ndarray, np.ndarray, int] | None = None
         for path in paths:
             one = self.read_one(path, grid)
             if one is None:
@@ -128,10 +145,10 @@ class RasterStack:
             if result is None:
                 result = one
             else:
-                data, valid = result
+                data, valid, sentinels = result
                 fill = ~valid & one[1]
                 data[fill] = one[0][fill]
-                result = (data, valid | one[1])
+                result = (data, valid | one[1], sentinels + one[2])
             if result[1].all():
                 break
         return result

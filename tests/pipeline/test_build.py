@@ -176,5 +176,5 @@ def test_bad_options_and_configs_fail_before_running(tiny_world: Path, tmp_path:
                             "--years", "2024-2017"])
     assert r.exit_code == 2 and "2017-2024" in r.output  # a usage error
     r = runner.invoke(cli, ["build", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "not found" in r.output
+    assert r.exit_code == 2 and "not found" in r.output
     assert not (tmp_path / "manifest.json").exists()

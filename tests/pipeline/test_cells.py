@@ -72,4 +72,4 @@ def test_levels_are_checked() -> None:
         check_level(31)
     with pytest.raises(ValueError, match="above the parent"):
         children_in(L_SHAPE, cell_token(42.35, -71.07, 16), 10)
-    assert default_parent_level(16) == 10 and default_parent_level(3) == 0
+    assert default_parent_level(16) == 10 and default_parent_level(12) == 10 and default_parent_level(3) == 3

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import click
 
 from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.options import verbosity
-from unigeo.core import fileio
-from unigeo.core.errors import ConfigError, UniGeoError
+from unigeo.core.errors import UniGeoError
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
 
 log = logging.getLogger("unigeo.build")
@@ -48,28 +46,46 @@ def missing_extra(modules: tuple[str, ...], extra: str) -> str | None:
 REPORT_MODULES = ("matplotlib", "jinja2")
 
 
+def reject_share(manifest: dict[str, Any]) -> float:
+    """The share of input panoramas that were rejected (0 without inputs)."""
+    c = manifest["counts"]["overall"]
+    return c["rejected"] / c["inputs"] if c["inputs"] else 0.0
+
+
 def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
-    """Run the build job, then write ``DIR/manifest.json`` and ``DIR/report/``; return the manifest.
+    """Check everything, run the build job in ``DIR/.unigeo-staging``, write its manifest and report
+    there, then publish it over the earlier build; return the manifest.
 
     Raises:
-        ConfigError, SourceError: bad configuration or an unusable input, before anything runs.
+        ConfigError, SourceError: bad configuration, an unusable input, or an output folder a build must
+            not write into; raised before anything under ``out`` changes.
+        Exception: the job failed; the earlier build under ``out`` is as it was.
     """
+    from unigeo.outputs import folder
     from unigeo.outputs.manifest import write_manifest
-    from unigeo.pipeline.job import read_inputs, run_job  # Beam is slow to import; keep --help fast
+    from unigeo.pipeline.job import check_covering, read_inputs, run_job  # Beam is slow to import
 
-    if not fileio.is_url(out) and os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out} is a file; give a folder (new, or one a previous build wrote)")
+    folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
-    found, run = run_job(inputs, out, opts, beam_args)
-    manifest = write_manifest(out, inputs.config, inputs.metros, opts.as_dict(), found, run)
-    hint = missing_extra(REPORT_MODULES, "report")
-    if hint:
-        log.warning("report skipped (%s); `unigeo report %s` writes it later", hint, out)
-        return manifest
-    from unigeo.outputs.report import build_report
+    check_covering(inputs.metros, opts.level, opts.max_cells)
+    folder.check_output_folder(out, inputs.paths)
+    staging = folder.start(out)
+    try:
+        found, run = run_job(inputs, staging, opts, beam_args)
+        manifest = write_manifest(staging, inputs.config, inputs.metros, opts.as_dict(), found, run)
+        hint = missing_extra(REPORT_MODULES, "report")
+        if hint:
+            log.warning("report skipped (%s); `unigeo report %s` writes it later", hint, out)
+        else:
+            from unigeo.outputs.report import build_report
 
-    build_report(out)
-    log.info("report: %s/report/index.html", out.rstrip("/"))
+            build_report(staging)
+    except BaseException:
+        folder.abandon(out)
+        raise
+    folder.publish(out)
+    if not hint:
+        log.info("report: %s/report/index.html", out.rstrip("/"))
     return manifest
 
 
@@ -83,9 +99,20 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
     """Build WebDataset shards from a sources.yaml.
 
     Flags this command does not know go to Apache Beam, e.g. `--runner DataflowRunner --project P
-    --region R --temp_location gs://...` or `--direct_running_mode=multi_processing`. The runner is
-    DirectRunner unless `--runner` is given.
+    --region R --temp_location gs://...`; a flag neither knows is an error. The runner is DirectRunner
+    unless `--runner` is given.
+
+    Exit status: 0 built; 1 the build failed, or rejected more than --max-reject-fraction of the
+    panoramas (everything is written first); 2 a usage or configuration error, found before anything
+    under --out changed.
     """
+    from unigeo.pipeline.job import unknown_beam_flags
+
+    unknown = unknown_beam_flags(list(ctx.args), [p.opts[0].lstrip("-") for p in ctx.command.params
+                                                   if isinstance(p, click.Option)])
+    if unknown:
+        raise click.UsageError("; ".join(unknown) + ". Flags that neither `unigeo build` nor Beam knows are "
+                               "errors (see `unigeo build --help`).", ctx)
     try:
         opts = from_kwargs(BuildOptions, values, imagery=from_kwargs(ImageryOptions, values),
                            text=from_kwargs(TextOptions, values))
@@ -94,6 +121,23 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
     try:
         manifest = run_build(config_path, out, opts, list(ctx.args))
     except UniGeoError as e:
-        raise click.ClickException(str(e)) from e
+        raise ConfigurationError(str(e)) from e
+    except Exception as e:
+        log.debug("the build failed", exc_info=True)
+        message = f"{type(e).__name__}: {e}"
+        raise click.ClickException(f"build failed: {message[:2000]}\n{out} holds its earlier build as it was, "
+                                   "if it had one (-v shows the traceback)") from e
     click.echo(format_summary(manifest))
     click.echo(f"manifest: {out.rstrip('/')}/manifest.json")
+    share = reject_share(manifest)
+    if share > opts.max_reject_fraction:
+        c = manifest["counts"]["overall"]
+        raise click.ClickException(
+            f"{c['rejected']} of {c['inputs']} panoramas rejected ({share:.1%}), more than --max-reject-fraction "
+            f"{opts.max_reject_fraction:g}; the build is written, see {out.rstrip('/')}/report/index.html")
+
+
+class ConfigurationError(click.ClickException):
+    """A configuration or input error found before the build started: exit status 2, like a usage error."""
+
+    exit_code = 2

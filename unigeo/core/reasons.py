@@ -23,11 +23,16 @@ POI_BAD_GEOMETRY = "poi_bad_geometry"
 
 # Imagery (unigeo.pipeline.imagery).
 MISSING_FILE = "missing_file"  # the panorama's uri does not exist
+UNREADABLE_FILE = "unreadable_file"  # the uri names a folder, or a file this process may not read
 CORRUPT_JPEG = "corrupt_jpeg"  # the panorama does not decode
+IMAGE_TOO_LARGE = "image_too_large"  # more pixels than --max-pixels (a decompression bomb, or a huge file)
+NOT_EQUIRECTANGULAR = "not_equirectangular"  # width is not twice the height (after EXIF orientation)
+IMAGE_TOO_SMALL = "image_too_small"  # fewer than MIN_PANO_HEIGHT rows: nothing to crop from
 NO_USABLE_PANORAMA = "no_usable_panorama"  # cell: every kept panorama failed, so no sample
 TILE_NO_IMAGERY = "tile_no_imagery"  # no raster of a year this split may use
 TILE_NO_COVERAGE = "tile_no_coverage"  # no raster of the chosen years reaches the tile
 TILE_NODATA = "tile_nodata"  # more nodata than --max-nodata
+TILE_UNREADABLE = "tile_unreadable"  # a raster block of the tile does not read (truncated or corrupt file)
 
 # Text (unigeo.pipeline.text_endpoint).
 TEXT_ENDPOINT_FAILED = "text_endpoint_failed"  # the endpoint failed every try; the template's text is used

@@ -102,9 +102,15 @@ def audit(out: str) -> dict[str, Any]:
     try:
         manifest = read_json(join(out, MANIFEST))
     except Exception as e:
-        return {"ok": False, "violations": [f"cannot read {MANIFEST}: {e}"], "checked": {}}
-    options = manifest["options"]
-    years = parse_years(options["years"])
+        return {"ok": False, "violations": [f"cannot read {MANIFEST}: {e}"], "n_violations": 1, "checked": {}}
+    try:
+        options = manifest["options"]
+        years = parse_years(options["years"])
+        _ = (manifest["shards"], manifest["counts"]["overall"], manifest["counts"]["per_metro"],
+             manifest["counts"]["unassigned"], manifest["config"]["panoramas"], options["max_panos"])
+    except (KeyError, TypeError, ValueError) as e:
+        return {"ok": False, "violations": [f"{MANIFEST} is incomplete or malformed: {type(e).__name__} {e}"],
+                "n_violations": 1, "checked": {}}
 
     # Shards: bytes, sha256, sample counts; members decode; splits and panoramas.
     listed = {s["shard"]: s for s in manifest["shards"]}
