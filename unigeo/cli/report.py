@@ -14,11 +14,14 @@ from unigeo.cli.options import verbosity
 @verbosity
 def report(out_dir: str) -> None:
     """Rebuild DIR/report/ (report.json, index.html, figures) from a build's manifest and ledger."""
+    from unigeo.core.errors import UniGeoError
     from unigeo.outputs.report import build_report
 
     try:
         result = build_report(out_dir)
     except FileNotFoundError as e:
         raise click.ClickException(f"{out_dir} holds no build: {e}") from e
+    except UniGeoError as e:
+        raise click.ClickException(str(e)) from e
     click.echo(json.dumps(result["headline"], indent=2))
     click.echo(f"report: {out_dir.rstrip('/')}/report/index.html")

@@ -108,6 +108,7 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
             "ledger": [relative(out, p) for p in glob(out, "ledger/*.parquet")],
             "rejects": [relative(out, p) for p in glob(out, "rejects/*.jsonl")],
             "cells": [relative(out, p) for p in glob(out, "cells/*.parquet")],
+            "samples": [relative(out, p) for p in glob(out, "samples/*.parquet")],
         },
         "counters": counters,
         "run": run,

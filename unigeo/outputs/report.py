@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from unigeo.core.build_files import read_cells, read_ledger, read_manifest, read_samples
+from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
 from unigeo.outputs.readers import read_rejects
@@ -132,7 +133,7 @@ def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFr
         counts = by_cell["panoramas"].sum()
         values = np.array([counts.get(t, 0) for t in tokens], dtype=float)
         cmap = matplotlib.colormaps["viridis"]
-        top = max(1.0, values.max())
+        top = max(1.0, float(values.max())) if len(values) else 1.0
         colours = [cmap(v / top) if v > 0 else COLOURS["empty"] for v in values]
         title = f"{name}: kept panoramas per cell (max {int(top)})"
         fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(0, top)), ax=ax, shrink=0.7, label="panoramas")
@@ -179,9 +180,18 @@ def metro_outlines(out: str, manifest: dict[str, Any]) -> dict[str, Any]:
     return {m["name"]: read_boundary(m["boundary"], m["name"]).geometry for m in manifest["config"]["metros"]}
 
 
+class IncompleteBuildError(UniGeoError):
+    """A build folder lacks files its manifest lists."""
+
+
 def build_report(out: str) -> dict[str, Any]:
     """Write ``DIR/report/{report.json,index.html,*.png}``; return the report."""
     manifest = read_manifest(out)
+    missing = [f for kind in ("ledger", "cells", "samples") for f in manifest.get("files", {}).get(kind, [])
+               if not exists(join(out, f))]
+    if missing:
+        raise IncompleteBuildError(f"{out} is incomplete: {missing[:5]} listed in its manifest are missing; "
+                                   "`unigeo audit` lists every problem, a rebuild restores them")
     ledger = read_ledger(out)
     cells = read_cells(out)
     samples = read_samples(out)
