@@ -24,6 +24,8 @@ COPY model ./model
 # Workers run the build job only: the core install, no `report` and no `train` extra (so no torch).
 # GDAL comes inside the rasterio wheel; `gcp` brings Beam's GCS filesystem and gcsfs for gs:// paths.
 # The check imports what workers unpickle: the transforms and everything they import.
+# DL3013: Beam is pinned to the launcher's version; `.` is this project, its dependencies are ranges.
+# hadolint ignore=DL3013
 RUN pip install "apache-beam[gcp]==2.77.0" ".[gcp]" \
  && python -c "import unigeo.pipeline.transforms, unigeo.pipeline.imagery, unigeo.pipeline.job"
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import difflib
 import logging
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+from apache_beam.portability.api import beam_runner_api_pb2
 from pyproj import Geod
 
 from unigeo.core.errors import ConfigError
@@ -162,6 +164,36 @@ def check_covering(metros: list[Metro], level: int, max_cells: int) -> int:
         raise ConfigError(f"--level {level} covers the metros with about {total:,} cells, more than --max-cells "
                           f"{max_cells:,}; choose a coarser level, or raise --max-cells on purpose")
     return total
+
+
+def is_dry_run(beam_args: list[str]) -> bool:
+    """True when the Beam flags ask for a translation without a run (``--dry_run=True``)."""
+    return bool(pipeline_options(beam_args).view_as(TestOptions).dry_run)
+
+
+def translate(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
+    """Build and translate the job for the runner in ``beam_args`` without running it; nothing is written
+    under ``out`` (the staged inputs go to a temporary folder that is deleted).
+
+    DataflowRunner with ``--dry_run=True`` builds its job request (every DoFn pickled, the environment
+    with its container image) and returns without submitting; other runners translate to the portable
+    pipeline proto. Returns the runner, the number of transforms, the graph's size in bytes and the
+    container images of its environments.
+    """
+    options = pipeline_options(beam_args)
+    runner = str(options.get_all_options().get("runner") or "DirectRunner")
+    with tempfile.TemporaryDirectory(prefix="unigeo-dry-run-") as tmp:
+        staged = stage_inputs(tmp, inputs.metros, inputs.pois, inputs.config.pois)
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
+        if runner.endswith("DataflowRunner"):
+            proto = p.run().job.proto_pipeline  # type: ignore[attr-defined]
+        else:
+            proto = p.to_runner_api()
+    images = sorted({beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
+                     for env in proto.components.environments.values() if env.urn == "beam:env:docker:v1"})
+    return {"runner": runner, "transforms": len(proto.components.transforms),
+            "graph_bytes": len(proto.SerializeToString()), "container_images": images}
 
 
 def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[str]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: a fresh virtual environment, the project with its trainer and dev
-# extras, then lint (ruff), types (mypy) and the test suite (pytest).
+# extras, then lint (ruff), types (mypy), import layers (import-linter), the worker image (hadolint)
+# and the test suite (pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -10,4 +11,5 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/ruff check .
 .venv/bin/python scripts/mapped.py mypy -p unigeo
 .venv/bin/python scripts/mapped.py lint-imports
+.venv/bin/hadolint Dockerfile
 .venv/bin/pytest -ra "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -50,6 +51,19 @@ def reject_share(manifest: dict[str, Any]) -> float:
     """The share of input panoramas that were rejected (0 without inputs)."""
     c = manifest["counts"]["overall"]
     return c["rejected"] / c["inputs"] if c["inputs"] else 0.0
+
+
+def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
+    """Every check of a build, then the job translated for its runner and not run (``--dry_run=True``);
+    nothing under ``out`` changes and a ``gs://`` / ``s3://`` ``out`` is not listed. Returns what ``unigeo.pipeline.job.translate`` reports."""
+    from unigeo.outputs import folder
+    from unigeo.pipeline.job import check_covering, read_inputs, translate
+
+    folder.check_not_a_file(out)
+    inputs = read_inputs(config_path)
+    check_covering(inputs.metros, opts.level, opts.max_cells)
+    folder.check_output_folder(out, inputs.paths, list_remote=False)
+    return translate(inputs, out, opts, beam_args)
 
 
 def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
@@ -118,6 +132,14 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
                            text=from_kwargs(TextOptions, values))
     except UniGeoError as e:
         raise click.BadParameter(str(e)) from e
+    from unigeo.pipeline.job import is_dry_run
+
+    if is_dry_run(list(ctx.args)):
+        try:
+            click.echo(json.dumps(dry_run(config_path, out, opts, list(ctx.args)), indent=2))
+        except UniGeoError as e:
+            raise ConfigurationError(str(e)) from e
+        return
     try:
         manifest = run_build(config_path, out, opts, list(ctx.args))
     except UniGeoError as e:

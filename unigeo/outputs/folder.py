@@ -90,18 +90,21 @@ def check_not_a_file(out: str) -> None:
         raise ConfigError(f"--out {out} is a file; give a folder (new, or one a previous build wrote)")
 
 
-def check_output_folder(out: str, inputs: Iterable[str]) -> None:
+def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = True) -> None:
     """Refuse an output folder a build must not write into; changes nothing.
 
     Raises:
         ConfigError: ``out`` is a file; it holds an input; it holds files but no UniGeo manifest; or it
-            holds files a build does not write (up to ten are named).
+            holds files a build does not write (up to ten are named). ``list_remote=False`` skips
+            listing a URL folder (a dry run checks everything it can offline).
     """
     check_not_a_file(out)
     for path in inputs:
         if _inside(path, out):
             raise ConfigError(f"--out {out} holds the input {path}; a build must not write where its inputs are "
                               "(give a new folder, e.g. next to the inputs)")
+    if is_url(out) and not list_remote:
+        return
     found = listing(out)
     if not found:
         return

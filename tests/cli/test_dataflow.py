@@ -1,0 +1,99 @@
+"""Dataflow, checked offline: the build translates for DataflowRunner (``--dry_run=True``), every DoFn
+pickles, the worker image is carried and the graph stays small; the Dockerfile matches the launcher's
+Beam and Python, and the worker install holds no torch."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from click.testing import CliRunner
+from packaging.requirements import Requirement
+
+from unigeo.cli import cli
+
+pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "us-central1-docker.pkg.dev/unigeo-test/unigeo/worker:0.1.0"
+DATAFLOW = ["--runner", "DataflowRunner", "--dry_run=True", "--project", "unigeo-test", "--region", "us-central1",
+            "--temp_location", "gs://unigeo-test/tmp", "--staging_location", "gs://unigeo-test/staging",
+            "--sdk_container_image", IMAGE, "--no_auth", "--job_name", "unigeo-dry-run"]
+GRAPH_LIMIT = 1_000_000  # bytes; Dataflow refuses job requests above 10 MB
+
+
+def test_the_build_translates_for_dataflow_without_submitting(tiny_world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out",
+                                 "gs://unigeo-test/out", *DATAFLOW])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["runner"] == "DataflowRunner" and report["container_images"] == [IMAGE]
+    assert report["transforms"] > 50 and 0 < report["graph_bytes"] < GRAPH_LIMIT
+    assert not out.exists()
+
+
+def test_every_dofn_of_the_dataflow_job_unpickles(tiny_world: Path, tmp_path: Path) -> None:
+    from apache_beam.internal import pickler
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from unigeo.pipeline.job import build_pipeline, pipeline_options, read_inputs
+    from unigeo.pipeline.options import BuildOptions
+    from unigeo.pipeline.staging import stage_inputs
+
+    inputs = read_inputs(str(tiny_world / "sources.yaml"))
+    staged = stage_inputs(str(tmp_path), inputs.metros, inputs.pois, inputs.config.pois)
+    p = beam.Pipeline(options=pipeline_options(DATAFLOW))
+    build_pipeline(p, inputs.config, staged, BuildOptions(), "gs://unigeo-test/out", inputs.aerial, inputs.dsm)
+    job = p.run().job  # type: ignore[attr-defined]
+    ours = []
+    for t in job.proto_pipeline.components.transforms.values():
+        if t.spec.urn != "beam:transform:pardo:v1":
+            continue
+        payload = beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+        if payload.do_fn.urn == "beam:dofn:pickled_python_info:v1":
+            fn = pickler.loads(payload.do_fn.payload)
+            name = type(fn[0] if isinstance(fn, tuple) else fn).__module__
+            ours.append(name)
+    assert sum(m.startswith("unigeo.") for m in ours) >= 8, ours
+    assert len(job.proto_pipeline.SerializeToString()) < GRAPH_LIMIT
+
+
+def test_the_worker_image_matches_the_launcher() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM apache/beam_python(\d+)\.(\d+)_sdk:([\d.]+)\s*$", text, re.M)
+    assert base, "the base image must be apache/beam_pythonX.Y_sdk:VERSION"
+    assert (int(base[1]), int(base[2])) == sys.version_info[:2], "workers must run the launcher's Python minor"
+    assert base[3] == beam.__version__, "workers must run the launcher's Beam version"
+    assert f'"apache-beam[gcp]=={beam.__version__}"' in text
+
+
+def _closure(name: str, extras: frozenset[str], seen: set[str]) -> None:
+    key = name.lower().replace("_", "-")
+    if key in seen:
+        return
+    seen.add(key)
+    try:
+        requires = metadata.requires(name) or []
+    except metadata.PackageNotFoundError:
+        return
+    for line in requires:
+        req = Requirement(line)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+            if req.marker is not None and not extras and "extra" in str(req.marker):
+                continue
+            _closure(req.name, frozenset(req.extras), seen)
+
+
+def test_the_worker_install_has_no_torch() -> None:
+    """What the Dockerfile installs (the core and the ``gcp`` extra) pulls in no torch, by the installed
+    packages' metadata."""
+    seen: set[str] = set()
+    _closure("unigeo", frozenset({"gcp"}), seen)
+    assert {"apache-beam", "rasterio", "webdataset", "gcsfs"} <= seen
+    assert "torch" not in seen and "tokenizers" not in seen, sorted(seen)
