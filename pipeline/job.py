@@ -186,10 +186,8 @@ def translate(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list
         staged = stage_inputs(tmp, inputs.metros, inputs.pois, inputs.config.pois)
         p = beam.Pipeline(options=options)
         build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
-        if runner.endswith("DataflowRunner"):
-            proto = p.run().job.proto_pipeline  # type: ignore[attr-defined]
-        else:
-            proto = p.to_runner_api()
+        dataflow = runner.endswith("DataflowRunner")
+        proto = p.run().job.proto_pipeline if dataflow else p.to_runner_api()  # type: ignore[attr-defined]
     images = sorted({beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
                      for env in proto.components.environments.values() if env.urn == "beam:env:docker:v1"})
     return {"runner": runner, "transforms": len(proto.components.transforms),

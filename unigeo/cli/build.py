@@ -55,7 +55,8 @@ def reject_share(manifest: dict[str, Any]) -> float:
 
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
     """Every check of a build, then the job translated for its runner and not run (``--dry_run=True``);
-    nothing under ``out`` changes and a ``gs://`` / ``s3://`` ``out`` is not listed. Returns what ``unigeo.pipeline.job.translate`` reports."""
+    nothing under ``out`` changes and a ``gs://`` / ``s3://`` ``out`` is not listed. Returns what
+    ``unigeo.pipeline.job.translate`` reports."""
     from unigeo.outputs import folder
     from unigeo.pipeline.job import check_covering, read_inputs, translate
 
