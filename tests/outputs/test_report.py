@@ -45,6 +45,24 @@ def test_report_agrees_with_manifest_and_ledger(built: Path) -> None:
             assert img.format == "PNG" and img.width > 300
 
 
+def test_report_lists_every_shard_and_flags_what_a_reviewer_must_see(built: Path) -> None:
+    report = json.loads((built / "report" / "report.json").read_text())
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert [(s["shard"], s["samples"], s["sha256"]) for s in report["shards"]] == [
+        (s["shard"], s["samples"], s["sha256"][:12]) for s in manifest["shards"]]
+    c = manifest["counts"]["overall"]
+    messages = {w["level"]: [] for w in report["warnings"]}
+    for w in report["warnings"]:
+        messages[w["level"]].append(w["message"])
+    assert c["rejected"] / c["inputs"] > 0.1  # the tiny world's faults
+    assert any(f"{c['rejected']} of {c['inputs']}" in m for m in messages["warning"])
+    unassigned = manifest["counts"]["unassigned"]["rejected"]
+    assert unassigned > 0 and any(f"{unassigned} panoramas were rejected before a metro" in m for m in messages["note"])
+    assert "error" not in messages
+    html = (built / "report" / "index.html").read_text()
+    assert all(s["sha256"][:12] in html for s in manifest["shards"]) and 'class="warn warning"' in html
+
+
 def test_report_command_rebuilds_the_folder(built: Path, tmp_path: Path) -> None:
     out = tmp_path / "copy"
     shutil.copytree(built, out)

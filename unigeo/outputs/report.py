@@ -180,6 +180,39 @@ def metro_outlines(out: str, manifest: dict[str, Any]) -> dict[str, Any]:
     return {m["name"]: read_boundary(m["boundary"], m["name"]).geometry for m in manifest["config"]["metros"]}
 
 
+REJECT_WARN = 0.10  # share of input panoramas rejected above which the report warns
+MISSING_WARN = 0.05  # share of samples without a member above which the report warns
+
+
+def warnings_for(headline: dict[str, Any], completeness: dict[str, Any], overlap: dict[str, Any],
+                 unassigned: dict[str, Any]) -> list[dict[str, str]]:
+    """What a reviewer must look at: ``{"level": "error"|"warning"|"note", "message"}``, most severe first."""
+    out = []
+    if not headline["ledger_balances"]:
+        out.append({"level": "error", "message": "the ledger does not balance: inputs != kept + not selected + "
+                    "rejected; run `unigeo audit`"})
+    if headline["inputs"] and headline["rejected"] / headline["inputs"] > REJECT_WARN:
+        out.append({"level": "warning", "message": f"{headline['rejected']} of {headline['inputs']} input panoramas "
+                    f"({headline['rejected'] / headline['inputs']:.1%}) were rejected; see Rejects"})
+    n = completeness["samples"]
+    for member, m in completeness.get("members", {}).items():
+        if n and m["missing"] / n > MISSING_WARN:
+            out.append({"level": "warning", "message": f"{m['missing']} of {n} samples ({m['missing'] / n:.1%}) lack "
+                        f"{member}: " + ", ".join(f"{k} {v}" for k, v in m["reasons"].items())})
+    if overlap.get("test_cells"):
+        out.append({"level": "note", "message": f"{overlap['share_of_test_cells_in_both']:.1%} of test cells also hold "
+                    "a train sample (seen locations: the evaluation reports seen and unseen apart)"})
+    if unassigned.get("rejected"):
+        out.append({"level": "note", "message": f"{unassigned['rejected']} panoramas were rejected before a metro was "
+                    "known (index-row checks, duplicates, outside every metro): they count in the totals and "
+                    "in no metro's row"})
+    for s in ("train", "test"):
+        if headline[f"samples_{s}"] == 0:
+            out.append({"level": "warning", "message": f"the {s} split holds no sample"})
+    order = {"error": 0, "warning": 1, "note": 2}
+    return sorted(out, key=lambda w: order[w["level"]])
+
+
 class IncompleteBuildError(UniGeoError):
     """A build folder lacks files its manifest lists."""
 
@@ -211,7 +244,7 @@ def build_report(out: str) -> dict[str, Any]:
                            k: per.get(k) for k in ("inputs", "kept", "not_selected", "rejected", "samples")}})
     per_cell = samples["panoramas_in_cell"].to_numpy(dtype=float) if len(samples) else np.zeros(0)
     figures["hist_panoramas_per_cell.png"] = _histogram(
-        per_cell, bins=np.arange(0, max(2, int(per_cell.max()) + 2) if len(per_cell) else 2),
+        per_cell, bins=np.arange(0, max(2, int(per_cell.max()) + 2) if len(per_cell) else 2) - 0.5,  # centred
         title="panoramas per (cell, split) before selection", xlabel="panoramas")
     known = ledger[ledger["year"] >= 0] if "year" in ledger.columns else ledger.iloc[0:0]
     years = np.arange(int(known["year"].min()), int(known["year"].max()) + 2) if len(known) else np.arange(2)
@@ -244,8 +277,12 @@ def build_report(out: str) -> dict[str, Any]:
         "completeness": completeness(samples),
         "overlap": overlap,
         "alignment": alignment(samples),
+        "shards": [{"shard": sh["shard"], "split": sh["split"], "samples": sh["samples"], "bytes": sh["bytes"],
+                    "sha256": sh["sha256"][:12]} for sh in manifest["shards"]],
         "figures": sorted(figures),
     }
+    report["warnings"] = warnings_for(report["headline"], report["completeness"], overlap,
+                                      manifest["counts"].get("unassigned", {}))
     folder = join(out, "report")
     for name, data in figures.items():
         write_bytes(f"{folder}/{name}", data)

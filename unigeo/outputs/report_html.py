@@ -17,6 +17,8 @@ TEMPLATE = """<!doctype html>
  h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
  table { border-collapse: collapse; margin: 0.6em 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
  th { background: #f3f3f3; } td.l, th.l { text-align: left; } .ok { color: #2a7; } .bad { color: #c33; }
+ .warn { border-left: 5px solid #d90; background: #fff6e0; padding: 4px 10px; margin: 4px 0; }
+ .warn.error { border-color: #c33; background: #fde8e8; } .warn.note { border-color: #59c; background: #eef5fc; }
  .figs img { max-width: 100%; margin: 0.4em 0; display: block; } .muted { color: #777; font-size: 0.9em; }
 </style>
 </head>
@@ -25,6 +27,11 @@ TEMPLATE = """<!doctype html>
 <p class="muted">UniGeo {{ r.build.unigeo_version }}, build {{ r.build.created }}, report {{ r.generated }};
  level {{ r.build.options.level }}, max {{ r.build.options.max_panos }} panoramas per cell, holdout
  {{ r.build.options.holdout_year }}, years {{ r.build.options.years }}, seed {{ r.build.seed }}.</p>
+
+<section id="warnings"><h2>Look here</h2>
+{% for w in r.warnings %}<div class="warn {{ w.level }}"><b>{{ w.level }}</b>: {{ w.message }}</div>
+{% else %}<p class="ok">nothing to flag</p>{% endfor %}
+</section>
 
 <section id="summary"><h2>Summary</h2>
 <table>
@@ -90,6 +97,14 @@ TEMPLATE = """<!doctype html>
 <td>{{ d.min }} / {{ d.median }} / {{ d.p90 }} / {{ d.max }}</td></tr>{% endif %}
 </table>
 {% if 'hist_test_to_train_m.png' in figs %}<div class="figs"><img alt="test to train distance" src="data:image/png;base64,{{ figs['hist_test_to_train_m.png'] }}"></div>{% endif %}
+</section>
+
+<section id="shards"><h2>Shards</h2>
+<table><tr><th class="l">shard</th><th class="l">split</th><th>samples</th><th>MB</th><th class="l">sha256</th></tr>
+{% for s in r.shards %}<tr><td class="l">{{ s.shard }}</td><td class="l">{{ s.split }}</td><td>{{ s.samples }}</td>
+<td>{{ '%.1f' % (s.bytes / 1e6) }}</td><td class="l"><code>{{ s.sha256 }}</code></td></tr>
+{% else %}<tr><td class="l" colspan="5">no shard</td></tr>{% endfor %}
+</table>
 </section>
 
 <section id="alignment"><h2>Alignment QA</h2>
