@@ -258,7 +258,7 @@ def build_report(out: str) -> dict[str, Any]:
             distances, bins=30, title="distance from each test cell to the nearest train cell", xlabel="metres")
     o = manifest["counts"]["overall"]
     year_counts = {str(y): int(n) for y, n in known["year"].value_counts().sort_index().items()}
-    report = {
+    report: dict[str, Any] = {
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {k: manifest[k] for k in ("format", "unigeo_version", "created", "options", "seed")},
         "headline": {
