@@ -294,13 +294,16 @@ class _WriteShard(beam.DoFn):
         rename(tmp, final)  # a retried bundle replaces the file with the same bytes
         panoramas = sum(len(json.loads(dict(s.members)[JSON])["panoramas"]) for s in samples)
         members: dict[str, int] = {}
+        member_bytes: dict[str, int] = {}
         for s in samples:
-            for ext, _ in s.members:
+            for ext, data in s.members:
                 kind = member_kind(ext)
                 members[kind] = members.get(kind, 0) + 1
+                member_bytes[kind] = member_bytes.get(kind, 0) + len(data)
         stats = {"shard": f"shards/{shard.split}/{shard.name}.tar", "metro": shard.metro, "split": shard.split,
                  "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
                  "panoramas": panoramas, "members": dict(sorted(members.items())),
+                 "member_bytes": dict(sorted(member_bytes.items())),
                  "first_key": samples[0].key, "last_key": samples[-1].key}
         write_bytes(f"{folder}/{shard.name}.stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
         inc_counter("shards", "written")

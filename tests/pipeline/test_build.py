@@ -178,3 +178,16 @@ def test_bad_options_and_configs_fail_before_running(tiny_world: Path, tmp_path:
     r = runner.invoke(cli, ["build", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "not found" in r.output
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_manifest_counts_bytes_per_member_kind(built: Path) -> None:
+    from unigeo.core.sample import member_kind
+    from unigeo.outputs.readers import iter_shard
+
+    manifest = json.loads((built / "manifest.json").read_text())
+    found: dict[str, int] = {}
+    for s in manifest["shards"]:
+        for _, members in iter_shard(str(built / s["shard"])):
+            for ext, data in members.items():
+                found[member_kind(ext)] = found.get(member_kind(ext), 0) + len(data)
+    assert manifest["counts"]["overall"]["member_bytes"] == found and found["dsm.npy"] > 0

@@ -86,6 +86,11 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
         for kind, n in s.get("members", {}).items():
             members[kind] = members.get(kind, 0) + n
     counts["overall"]["members"] = dict(sorted(members.items()))
+    member_bytes: dict[str, int] = {}
+    for s in shards:
+        for kind, n in s.get("member_bytes", {}).items():
+            member_bytes[kind] = member_bytes.get(kind, 0) + n
+    counts["overall"]["member_bytes"] = dict(sorted(member_bytes.items()))
     counts["overall"]["rejects_by_kind"] = reject_kinds(out)
     manifest = {
         "format": FORMAT,
