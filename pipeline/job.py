@@ -129,6 +129,11 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def runner_name(options: PipelineOptions) -> str:
+    """The runner the options name (``pipeline_options`` makes it DirectRunner when none is given)."""
+    return str(options.get_all_options().get("runner") or "DirectRunner")
+
+
 def unknown_beam_flags(beam_args: list[str], own_flags: Iterable[str] = ()) -> list[str]:
     """Messages for the flags in ``beam_args`` that no Beam option knows, each with a suggestion drawn
     from Beam's options and ``own_flags`` (the command's flags, without dashes)."""
@@ -181,7 +186,7 @@ def translate(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list
     container images of its environments.
     """
     options = pipeline_options(beam_args)
-    runner = str(options.get_all_options().get("runner") or "DirectRunner")
+    runner = runner_name(options)
     with tempfile.TemporaryDirectory(prefix="unigeo-dry-run-") as tmp:
         staged = stage_inputs(tmp, inputs.metros, inputs.pois, inputs.config.pois)
         p = beam.Pipeline(options=options)
@@ -200,7 +205,7 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     (``runner``, ``beam_args``, ``duration_s``, ``started_unix``)."""
     options = pipeline_options(beam_args)
     staged = stage_inputs(out, inputs.metros, inputs.pois, inputs.config.pois)
-    runner = options.get_all_options().get("runner") or "DirectRunner"
+    runner = runner_name(options)
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",
              inputs.config.path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
@@ -208,5 +213,5 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()
-    return counters(result), {"runner": str(runner), "beam_args": list(beam_args),
+    return counters(result), {"runner": runner, "beam_args": list(beam_args),
                               "duration_s": round(time.time() - started, 2), "started_unix": round(started, 3)}

@@ -160,12 +160,10 @@ class SampleRenderer:
                   for i in range(self.opts.crops_per_pano)]
         try:
             jpeg = read_with_retry(self.read, pano["uri"])
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:  # ValueError: a URI no filesystem knows (unknown protocol)
             return Failure(reasons.MISSING_FILE, f"cannot open {pano['uri']}: {e}")
         except PERMANENT_READ_ERRORS as e:
             return Failure(reasons.UNREADABLE_FILE, f"cannot read {pano['uri']}: {e}")
-        except ValueError as e:  # a URI no filesystem knows, e.g. an unknown protocol
-            return Failure(reasons.MISSING_FILE, f"cannot open {pano['uri']}: {e}")
         try:
             crops = render_crops(jpeg, pano["heading_deg"], params, self.opts.crop_px, self.opts.jpeg_quality,
                                  self.opts.max_pixels)

@@ -339,16 +339,6 @@ RASTER_CASES = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(RASTER_CASES))
-def test_unusable_rasters_are_refused_before_anything_changes(tiny_world: Path, tmp_path: Path, kind: str) -> None:
-    world = copy_world(tiny_world, tmp_path / "world")
-    spoil, words = RASTER_CASES[kind]
-    spoil(world)
-    out = tmp_path / "out"
-    refused(build(world, out), *words)
-    assert not out.exists()
-
-
 # ---------------------------------------------------------------- boundaries, POI files, sources.yaml, index
 
 
@@ -405,11 +395,15 @@ CONFIG_CASES: dict[str, tuple[Any, list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(CONFIG_CASES))
-def test_bad_configs_and_source_files_are_refused_before_anything_changes(tiny_world: Path, tmp_path: Path,
-                                                                         kind: str) -> None:
+SPOILED_SOURCES = {**RASTER_CASES, **CONFIG_CASES}
+assert len(SPOILED_SOURCES) == len(RASTER_CASES) + len(CONFIG_CASES)
+
+
+@pytest.mark.parametrize("kind", sorted(SPOILED_SOURCES))
+def test_unusable_rasters_configs_and_source_files_are_refused_before_anything_changes(
+        tiny_world: Path, tmp_path: Path, kind: str) -> None:
     world = copy_world(tiny_world, tmp_path / "world")
-    spoil, words = CONFIG_CASES[kind]
+    spoil, words = SPOILED_SOURCES[kind]
     spoil(world)
     out = tmp_path / "out"
     refused(build(world, out), *words)

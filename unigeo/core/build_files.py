@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from unigeo.core.fileio import glob, join, open_binary, read_bytes
+from unigeo.core.fileio import exists, glob, join, open_binary, read_bytes
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA
 
 MANIFEST = "manifest.json"
@@ -52,3 +52,11 @@ def read_cells(out: str) -> pd.DataFrame:
 def read_samples(out: str) -> pd.DataFrame:
     """The samples table: one row per sample, where it is and which members it has."""
     return read_parquet_files(glob(out, "samples/*.parquet"), SAMPLES_SCHEMA)
+
+
+def missing_files(out: str, manifest: dict[str, Any], kinds: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """The files the manifest lists (``files``: ledger, rejects, cells, samples) that are not under ``out``,
+    per kind; only ``kinds`` when given. Kinds with nothing missing are left out."""
+    gone = {kind: [f for f in files if not exists(join(out, f))]
+            for kind, files in manifest.get("files", {}).items() if kinds is None or kind in kinds}
+    return {kind: files for kind, files in gone.items() if files}

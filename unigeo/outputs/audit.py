@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from unigeo.core.build_files import MANIFEST, read_json, read_ledger
-from unigeo.core.fileio import exists, glob, join, relative, sha256_file
+from unigeo.core.build_files import MANIFEST, missing_files, read_json, read_ledger
+from unigeo.core.fileio import glob, join, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
     KEPT,
@@ -162,10 +162,8 @@ def audit(out: str) -> dict[str, Any]:
             fail(f"sample key {key} appears {times} times")
 
     # Tables the manifest lists are all there.
-    for kind, files in manifest.get("files", {}).items():
-        gone = [f for f in files if not exists(join(out, f))]
-        if gone:
-            fail(f"{kind}: {len(gone)} file(s) listed in the manifest are missing, e.g. {gone[:5]}")
+    for kind, gone in missing_files(out, manifest).items():
+        fail(f"{kind}: {len(gone)} file(s) listed in the manifest are missing, e.g. {gone[:5]}")
 
     # Ledger: one row per input row; sums; kept == panoramas in shards.
     try:

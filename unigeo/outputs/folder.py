@@ -13,7 +13,6 @@ fails before ``publish`` leaves the earlier build as it was.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ from typing import Any
 
 import fsspec
 
-from unigeo.core.build_files import MANIFEST
+from unigeo.core.build_files import MANIFEST, read_json
 from unigeo.core.errors import ConfigError
 from unigeo.core.fileio import is_url, join
 
@@ -114,7 +113,7 @@ def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = Tru
                           f"into a new folder or one a previous build wrote. First entries: {found[:10]}")
     if MANIFEST in found:
         try:
-            fmt = str(json.loads(fsspec.open(join(out, MANIFEST), "rb").open().read()).get("format", ""))
+            fmt = str(read_json(join(out, MANIFEST)).get("format", ""))
         except (ValueError, OSError, AttributeError) as e:
             raise ConfigError(f"--out {out}: {MANIFEST} is not a UniGeo manifest ({e}); refusing to replace "
                               "that folder's files") from e

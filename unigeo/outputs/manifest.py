@@ -81,16 +81,12 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
     counts["overall"]["cells"] = int(len(cells))
     counts["overall"]["shards"] = len(shards)
     counts["overall"]["shard_bytes"] = int(sum(s["bytes"] for s in shards))
-    members: dict[str, int] = {}
-    for s in shards:
-        for kind, n in s.get("members", {}).items():
-            members[kind] = members.get(kind, 0) + n
-    counts["overall"]["members"] = dict(sorted(members.items()))
-    member_bytes: dict[str, int] = {}
-    for s in shards:
-        for kind, n in s.get("member_bytes", {}).items():
-            member_bytes[kind] = member_bytes.get(kind, 0) + n
-    counts["overall"]["member_bytes"] = dict(sorted(member_bytes.items()))
+    for field in ("members", "member_bytes"):  # per member kind: how many, and their bytes
+        total: dict[str, int] = {}
+        for s in shards:
+            for kind, n in s.get(field, {}).items():
+                total[kind] = total.get(kind, 0) + n
+        counts["overall"][field] = dict(sorted(total.items()))
     counts["overall"]["rejects_by_kind"] = reject_kinds(out)
     manifest = {
         "format": FORMAT,

@@ -24,7 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.core.build_files import read_cells, read_ledger, read_manifest, read_samples
+from unigeo.core.build_files import missing_files, read_cells, read_ledger, read_manifest, read_samples
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
@@ -220,8 +220,7 @@ class IncompleteBuildError(UniGeoError):
 def build_report(out: str) -> dict[str, Any]:
     """Write ``DIR/report/{report.json,index.html,*.png}``; return the report."""
     manifest = read_manifest(out)
-    missing = [f for kind in ("ledger", "cells", "samples") for f in manifest.get("files", {}).get(kind, [])
-               if not exists(join(out, f))]
+    missing = [f for files in missing_files(out, manifest, ("ledger", "cells", "samples")).values() for f in files]
     if missing:
         raise IncompleteBuildError(f"{out} is incomplete: {missing[:5]} listed in its manifest are missing; "
                                    "`unigeo audit` lists every problem, a rebuild restores them")
