@@ -34,7 +34,7 @@ from webdataset import tariterators
 
 from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
-from unigeo.core.sample import AERIAL, DSM, JSON, MODALITIES, TEST, TEXT, TRAIN, SampleMeta, crop_members
+from unigeo.core.sample import JSON, MODALITIES, TEST, TEXT, TRAIN, SampleMeta, crop_members, decode_dsm, tile_member
 from unigeo.model.tokenizer import encode
 
 DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encoder
@@ -216,15 +216,17 @@ class Decoder:
 
         k, flip = (int(rng.integers(4)), bool(rng.random() < 0.5)) if spec.augment else (0, False)
         aerial = np.zeros((3, px, px), np.uint8)
-        if AERIAL in raw:
-            aerial = _dihedral(_rgb(raw[AERIAL], px), k, flip)
+        aerial_member = tile_member(raw, "aerial")
+        if aerial_member is not None:
+            aerial = _dihedral(_rgb(raw[aerial_member], px), k, flip)
             present["aerial"] = True
         out["aerial"] = aerial
 
         dpx = spec.dsm_px
         height, valid = np.zeros((dpx, dpx), np.float32), np.zeros((dpx, dpx), bool)
-        if DSM in raw:
-            decoded = dsm_height(np.load(io.BytesIO(raw[DSM]), allow_pickle=False), dpx)
+        dsm_member = tile_member(raw, "dsm")
+        if dsm_member is not None:
+            decoded = dsm_height(decode_dsm(raw[dsm_member]), dpx)
             if decoded is not None:
                 height, valid = _dihedral(decoded[0], k, flip), _dihedral(decoded[1], k, flip)
                 present["dsm"] = True

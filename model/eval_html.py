@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from unigeo.core.sample import AERIAL
+from unigeo.core.sample import AERIAL, tile_member
 from unigeo.model.data import Shard, iter_whole
 from unigeo.model.geo import haversine_m
 from unigeo.model.metrics import RADIUS_M, location_means
@@ -81,10 +81,11 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
     for sample in iter_whole(shards):
         key = sample["__key__"]
         for member in wanted.get(key, ()):
-            if member in sample:
-                name = f"{key}.{member}"
+            stored = tile_member(sample, "aerial") if member == AERIAL else member  # either tile encoding
+            if stored is not None and stored in sample:
+                name = f"{key}.{stored}"
                 with open(os.path.join(img_dir, name), "wb") as fb:
-                    fb.write(sample[member])
+                    fb.write(sample[stored])
                 files[(key, member)] = f"img/{name}"
 
     def img(key: str, member: str, alt: str) -> str:

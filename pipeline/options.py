@@ -9,6 +9,7 @@ from typing import Any
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.options import check_ranges, option
+from unigeo.core.sample import TILE_ENCODINGS
 from unigeo.pipeline.cells import MAX_LEVEL, MIN_LEVEL, default_parent_level
 from unigeo.pipeline.split import parse_years
 from unigeo.pipeline.text import TemplateGenerator, TextGenerator
@@ -31,6 +32,9 @@ class ImageryOptions:
     max_nodata: float = option(0.2, "Largest nodata share of a kept tile.", min=0, max=1)
     max_pixels: int = option(134_217_728, "Largest panorama in pixels (width x height; default 16384 x 8192); "
                              "larger ones are rejected as image_too_large (Pillow's limit follows it).", min=1)
+    tile_encoding: str = option("standard", "How tiles are stored: standard (aerial.png, dsm.npy float32, the "
+                                "contract's members) or compact (aerial.webp lossless, dsm.png of centimetres; "
+                                "about a third of the bytes).", choices=tuple(TILE_ENCODINGS))
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -10,7 +10,6 @@ a reason and the sample keeps its other members; a cell whose panoramas all fail
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from unigeo.core.sample import (
     REJECTED,
     SPLITS,
     TEXT,
+    TILE_ENCODINGS,
     TILE_MEMBERS,
     CropMeta,
     LedgerRow,
@@ -38,7 +38,7 @@ from unigeo.core.sample import (
     TileMeta,
     capture_year,
     crop_member,
-    encode_dsm,
+    encode_tile,
     summary_row,
 )
 from unigeo.pipeline.crops import PanoramaError, crop_params, render_crops
@@ -105,12 +105,6 @@ class SampleOutcome:
     def reject(self, stage: str, r: Reject) -> None:
         self.rejects.append(r)
         self.counts.append((stage, f"rejected/{r.reason}", 1))
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
 
 
 class SampleRenderer:
@@ -251,7 +245,7 @@ class SampleRenderer:
         missing: dict[str, str] = {}
         arrays: dict[str, np.ndarray] = {}
         for kind in ("aerial", "dsm"):  # literal keys of the typed sample json
-            member = TILE_MEMBERS[kind]
+            member = TILE_ENCODINGS[self.opts.tile_encoding][kind]
             tile = self.tile(kind, key.split, grid, out.counts)
             if isinstance(tile, Failure):
                 missing[member] = tile.reason
@@ -262,7 +256,11 @@ class SampleRenderer:
                 continue
             data, tile_meta = tile
             arrays[kind] = data
-            members.append((member, png_bytes(data) if kind == "aerial" else encode_dsm(data)))
+            member, encoded, encoding = encode_tile(kind, data, self.opts.tile_encoding)
+            members.append((member, encoded))
+            tile_meta["member"] = member
+            if encoding:
+                tile_meta["encoding"] = encoding
             meta[kind] = tile_meta
             out.counts.append(("imagery", f"tiles/{kind}", 1))
         facts = place_facts(key.metro, meta["lat"], meta["lon"], self.pois, self.text_radius_m, self.text_max_pois,

@@ -43,6 +43,20 @@ def tiny_build(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="session")
+def tiny_build_compact(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same build as ``tiny_build`` with ``--tile-encoding compact``. Read-only."""
+    from click.testing import CliRunner
+
+    from unigeo.cli import cli
+
+    out = tmp_path_factory.mktemp("tiny_build_compact")
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out),
+                                 *TINY_BUILD_ARGS, "--tile-encoding", "compact"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_world_info(tiny_world: Path) -> dict:
     return json.loads((tiny_world / "world.json").read_text())
 

@@ -26,7 +26,10 @@ def same_json(a: object, b: object) -> bool:
     return a == b
 
 
-def test_load_dataset_finds_every_member_of_every_train_sample(tiny_build: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", ["tiny_build", "tiny_build_compact"])
+def test_load_dataset_finds_every_member_of_every_train_sample(build: str, request: pytest.FixtureRequest,
+                                                               tmp_path: Path) -> None:
+    tiny_build: Path = request.getfixturevalue(build)
     features = webdataset_features(str(tiny_build))
     files = shard_files(str(tiny_build), "train")
     ds = datasets.load_dataset("webdataset", data_files={"train": files}, features=features, split="train",

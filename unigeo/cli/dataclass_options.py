@@ -20,6 +20,8 @@ def _dest(field: dataclasses.Field[Any]) -> str:
 
 def _click_type(hint: Any, spec: OptionSpec) -> Any:
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+    if spec.choices is not None:
+        return click.Choice(spec.choices)
     if base in (int, float) and spec.min is None and spec.max is None:
         return base
     if base is int:

@@ -25,6 +25,7 @@ class OptionSpec:
         flag: the long flag without dashes; default: the field name with ``-`` for ``_``.
         min, max: inclusive bounds (``min_open``: exclusive lower bound), None for none.
         show_default: whether ``--help`` prints the default (off where the default is computed).
+        choices: the values a string option may take (None: any).
     """
 
     help: str
@@ -33,6 +34,7 @@ class OptionSpec:
     max: float | None = None
     min_open: bool = False
     show_default: bool = True
+    choices: tuple[str, ...] | None = None
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -65,6 +67,8 @@ def check_ranges(obj: Any) -> None:
     for f in option_fields(type(obj)):
         spec: OptionSpec = f.metadata[SPEC]
         value = getattr(obj, f.name)
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigError(f"--{flag_of(f)} must be one of {', '.join(spec.choices)}, got {value!r}")
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         low_ok = spec.min is None or (value > spec.min if spec.min_open else value >= spec.min)

@@ -33,6 +33,7 @@ from unigeo.core.sample import (
     decode_dsm,
     is_crop,
     sample_key,
+    tile_member,
 )
 from unigeo.outputs.manifest import ledger_counts
 from unigeo.outputs.readers import iter_shard
@@ -69,11 +70,15 @@ def check_members(key: str, meta: SampleMeta, members: dict[str, bytes], imagery
                     problems.append(f"sample {key}: {name} is {img.mode} {img.size}, expected RGB {crop_px}px")
         except OSError as e:
             problems.append(f"sample {key}: {name} does not decode: {e}")
-    for kind, member in TILE_MEMBERS.items():
-        if bool(meta.get(kind)) != (member in members):
-            problems.append(f"sample {key}: json and members disagree about {member}")
+    for kind in TILE_MEMBERS:
+        tile = meta.get(kind)
+        member = tile_member(members, kind)
+        named = tile["member"] if isinstance(tile, dict) else None
+        if named != member:
+            problems.append(f"sample {key}: json and members disagree about the {kind} tile "
+                            f"(json {named or 'none'}, members {member or 'none'})")
             continue
-        if member not in members:
+        if member is None:
             continue
         try:
             if kind == "aerial":

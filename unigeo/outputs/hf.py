@@ -22,7 +22,7 @@ from typing import Any
 
 from unigeo.core.build_files import read_manifest, read_samples
 from unigeo.core.fileio import join
-from unigeo.core.sample import DSM, JSON, TEXT, TILE_MEMBERS, crop_member
+from unigeo.core.sample import DSM, DSM_PNG, JSON, TEXT, TILE_ENCODINGS, crop_member
 
 
 def max_crops(out: str) -> int:
@@ -34,6 +34,7 @@ def max_crops(out: str) -> int:
 def webdataset_features(out: str) -> Any:
     """The ``datasets.Features`` of a build's samples: key and url, ``json`` (a ``Json`` feature), ``txt``,
     and with imagery ``aerial.png`` (Image), ``dsm.npy`` (float32 ``tile_px`` x ``tile_px``) and
+    (``--tile-encoding compact``) ``aerial.webp`` and ``dsm.png`` (Images) instead, and
     ``sv.000.jpg`` ... up to the largest crop count (Images)."""
     import datasets
 
@@ -43,8 +44,11 @@ def webdataset_features(out: str) -> Any:
                               JSON: datasets.Json(), TEXT: datasets.Value("string")}
     if imagery:
         px = int(imagery["tile_px"])
-        fields[TILE_MEMBERS["aerial"]] = datasets.Image()
-        fields[DSM] = datasets.Array2D((px, px), "float32")
+        encoding = TILE_ENCODINGS[imagery.get("tile_encoding", "standard")]
+        fields[encoding["aerial"]] = datasets.Image()
+        fields[DSM] = datasets.Array2D((px, px), "float32")  # compact builds too: a DSM too tall for dsm.png
+        if encoding["dsm"] == DSM_PNG:
+            fields[DSM_PNG] = datasets.Image()  # 16-bit centimetres; unigeo.core.sample.decode_dsm gives metres
         for i in range(max_crops(out)):
             fields[crop_member(i)] = datasets.Image()
     return datasets.Features(fields)

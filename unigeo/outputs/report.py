@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from unigeo.core.build_files import missing_files, read_cells, read_ledger, read_manifest, read_samples
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
-from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, TEST, TRAIN
+from unigeo.core.sample import KEPT, KIND_MEMBERS, NOT_SELECTED, REJECTED, TEST, TILE_MEMBERS, TRAIN
 from unigeo.outputs.readers import read_rejects
 from unigeo.outputs.report_html import render_html
 from unigeo.pipeline.cells import cell_polygon
@@ -67,7 +67,8 @@ def completeness(samples: pd.DataFrame) -> dict[str, Any]:
     for missing in samples.get("missing", pd.Series(dtype=str)):
         for item in filter(None, str(missing).split(",")):
             member, _, reason = item.partition(":")
-            reasons.setdefault(member, Counter())[reason] += 1
+            kind = next((k for k, names in KIND_MEMBERS.items() if member in names), "")
+            reasons.setdefault(TILE_MEMBERS.get(kind, member), Counter())[reason] += 1  # either encoding
     out["members"] = {
         "sv.jpg": {"missing": int((samples["crops"] == 0).sum()) if n else 0, "reasons": {}},
         "aerial.png": {"missing": int((~samples["aerial"]).sum()) if n else 0, "reasons": dict(reasons["aerial.png"])},
