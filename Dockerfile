@@ -13,8 +13,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# A C compiler and libjpeg-turbo's headers build unigeo._jpegregion (crops decode only the band of the
+# panorama they see). DL3008: the base image's Debian release decides these versions.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libjpeg62-turbo-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/unigeo
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY unigeo ./unigeo
 COPY sources ./sources
 COPY pipeline ./pipeline
@@ -27,7 +34,7 @@ COPY model ./model
 # DL3013: Beam is pinned to the launcher's version; `.` is this project, its dependencies are ranges.
 # hadolint ignore=DL3013
 RUN pip install "apache-beam[gcp]==2.77.0" ".[gcp]" \
- && python -c "import unigeo.pipeline.transforms, unigeo.pipeline.imagery, unigeo.pipeline.job"
+ && python -c "import unigeo.pipeline.transforms, unigeo.pipeline.imagery, unigeo.pipeline.job, unigeo._jpegregion"
 
 # The Beam SDK harness, as in the base image.
 ENTRYPOINT ["/opt/apache/beam/boot"]

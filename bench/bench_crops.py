@@ -1,10 +1,14 @@
-"""Crops from 8192x4096 panoramas: our renderer against the decode floor and a plain baseline.
+"""Crops from 8192x4096 panoramas: our renderer against the decode floors and two baselines.
 
-All three run in one process on the same JPEGs (real renders of the synthetic world), one 256-px crop
-per panorama with parameters from ``crop_params``:
-  decode floor  decoding at the DCT scale our renderer picks, nothing else;
-  ours          ``render_crops``: that decode + crop map + cv2.remap + JPEG encode;
-  baseline      full Pillow decode + the same crop map + numpy bilinear gather + JPEG encode.
+All run in one process on the same JPEGs (real renders of the synthetic world), one 256-px crop per
+panorama and seed with parameters from ``crop_params`` (``--seeds`` crops of each panorama):
+  decode floor         Pillow decoding the whole frame at the DCT scale our renderer picks, nothing else;
+  opencv decode floor  ``cv2.imdecode`` with ``IMREAD_REDUCED_COLOR_{scale}``, the same scale;
+  ours                 ``render_crops``: the band of the panorama the crop sees (``unigeo._jpegregion``)
+                       + crop map + cv2.remap + JPEG encode;
+  ours, full frame     the same with the whole frame decoded (what runs without the native module);
+  opencv baseline      ``cv2.imdecode`` reduced + the same crop map + ``cv2.remap`` + ``cv2.imencode``;
+  plain baseline       full Pillow decode + the same crop map + numpy bilinear gather + JPEG encode.
 
 Usage: python -m bench.bench_crops [--panos 6] [--repeat 3] [--size 256] [--cache /tmp/unigeo-bench-panos]
 """
@@ -20,10 +24,16 @@ import resource
 import sys
 import time
 
+import cv2
+import numpy as np
 from PIL import Image
 
+from unigeo.pipeline import crops
 from unigeo.pipeline.crops import crop_map, crop_params, decode, draft_scale, encode_jpeg, remap_numpy, render_crops
 from unigeo.synth.world import write_world
+
+REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+           8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def panoramas(cache: str, n: int) -> list[tuple[bytes, float]]:
@@ -56,10 +66,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--panos", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seeds", type=int, default=4, help="crops (parameter seeds) per panorama")
     parser.add_argument("--cache", default="/tmp/unigeo-bench-panos")
     args = parser.parse_args(argv)
-    items = [(jpeg, heading, [crop_params(0, f"p{i}", 0)]) for i, (jpeg, heading) in
-             enumerate(panoramas(args.cache, args.panos))]
+    items = [(jpeg, heading, [crop_params(seed, f"p{i}", 0)]) for i, (jpeg, heading) in
+             enumerate(panoramas(args.cache, args.panos)) for seed in range(args.seeds)]
     width = Image.open(io.BytesIO(items[0][0])).width
     scales = [draft_scale(width, p, args.size) for _, _, p in items]
 
@@ -67,9 +78,29 @@ def main(argv: list[str]) -> None:
         jpeg, _, params = item
         decode(jpeg, draft_scale(width, params, args.size))
 
+    def opencv_floor(item: tuple) -> None:
+        jpeg, _, params = item
+        cv2.imdecode(np.frombuffer(jpeg, np.uint8), REDUCED[draft_scale(width, params, args.size)])
+
     def ours(item: tuple) -> None:
         jpeg, heading, params = item
         render_crops(jpeg, heading, params, args.size)
+
+    def ours_full_frame(item: tuple) -> None:
+        crops.REGION_DECODE = False
+        try:
+            ours(item)
+        finally:
+            crops.REGION_DECODE = region
+
+    def opencv_baseline(item: tuple) -> None:
+        jpeg, heading, params = item
+        pano = cv2.imdecode(np.frombuffer(jpeg, np.uint8), REDUCED[draft_scale(width, params, args.size)])
+        h, w = pano.shape[:2]
+        for p in params:
+            crop = cv2.remap(pano, *crop_map(w, h, heading, p, args.size), interpolation=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_WRAP)
+            cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
     def baseline(item: tuple) -> None:
         jpeg, heading, params = item
@@ -78,13 +109,17 @@ def main(argv: list[str]) -> None:
         for p in params:
             encode_jpeg(remap_numpy(pano, *crop_map(w, h, heading, p, args.size)), 90)
 
-    r_floor, r_ours, r_base = rate(floor, items, args.repeat), rate(ours, items, args.repeat), rate(baseline, items,
-                                                                                                   args.repeat)
+    region = crops.REGION_DECODE
+    cv2.setNumThreads(1)  # one core, as a Beam worker thread has
+    rates = {name: rate(fn, items, args.repeat) for name, fn in [
+        ("decode_floor", floor), ("opencv_decode_floor", opencv_floor), ("ours", ours),
+        ("ours_full_frame", ours_full_frame), ("opencv_baseline", opencv_baseline), ("plain_baseline", baseline)]}
+    r = rates["ours"]
     print(json.dumps({
-        "panoramas": len(items), "pano_size": f"{width}x{width // 2}", "crop_px": args.size,
-        "draft_scales": sorted(set(scales)), "rates_per_s_per_core": {
-            "decode_floor": round(r_floor, 2), "ours": round(r_ours, 2), "plain_baseline": round(r_base, 2)},
-        "ours_vs_floor": round(r_ours / r_floor, 3), "ours_vs_baseline": round(r_ours / r_base, 2),
+        "crops": len(items), "panoramas": args.panos, "pano_size": f"{width}x{width // 2}", "crop_px": args.size,
+        "draft_scales": sorted(set(scales)), "region_decode": region,
+        "rates_per_s_per_core": {k: round(v, 2) for k, v in rates.items()},
+        "ours_vs": {k: round(r / v, 3) for k, v in rates.items() if k != "ours"},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }, indent=2))
 

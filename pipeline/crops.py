@@ -20,6 +20,14 @@ from PIL import Image
 
 from unigeo.core import reasons
 
+try:  # partial decoding through libjpeg-turbo, built with the package where a C compiler and libjpeg are found
+    from unigeo import _jpegregion
+except ImportError:  # pragma: no cover - the full scaled decode does the same work, slower
+    _jpegregion = None  # type: ignore[assignment]
+
+REGION_DECODE = _jpegregion is not None  # whether crops decode only the band of the panorama they see
+REGION_MARGIN = 2  # pixels around a crop's footprint: bilinear neighbours and OpenCV's 1/32-px rounding
+
 DEFAULT_PITCH = (-5.0, 15.0)
 DEFAULT_FOV = (60.0, 100.0)
 DRAFT_SCALES = (8, 4, 2, 1)  # the DCT scalings libjpeg offers
@@ -126,6 +134,41 @@ def crop_map(pano_w: int, pano_h: int, heading_deg: float, params: CropParams, s
     return map_x.astype(np.float32), map_y.astype(np.float32)
 
 
+class Region(NamedTuple):
+    """A rectangle of a panorama: columns x0:x1, rows y0:y1."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+
+    def share(self, pano_w: int, pano_h: int) -> float:
+        return (self.x1 - self.x0) * (self.y1 - self.y0) / (pano_w * pano_h)
+
+
+def crop_region(maps: list[tuple[np.ndarray, np.ndarray]], pano_w: int, pano_h: int) -> Region:
+    """The rectangle of a ``pano_w`` x ``pano_h`` panorama that crops with these ``crop_map`` maps sample.
+
+    Rows span the crops' footprints; columns too, unless a footprint crosses the 0/360 seam or sees a pole,
+    where they span the whole width.
+    """
+    x0, x1, y0, y1 = pano_w, 0, pano_h, 0
+    for map_x, map_y in maps:
+        y0 = min(y0, int(map_y.min()) - REGION_MARGIN)
+        y1 = max(y1, int(map_y.max()) + 1 + REGION_MARGIN)
+        lo, hi = float(map_x.min()), float(map_x.max())
+        # A footprint clear of the seam has no pixel within one crop-column step of both edges; wrapped
+        # x values jump by about pano_w between neighbouring crop pixels.
+        jumps = [np.abs(np.diff(map_x, axis=a)) for a in (0, 1)]
+        if any(j.size and float(j.max()) > pano_w / 2 for j in jumps):
+            x0, x1 = 0, pano_w
+        else:
+            x0, x1 = min(x0, int(lo) - REGION_MARGIN), max(x1, int(hi) + 1 + REGION_MARGIN)
+    if x0 < 0 or x1 > pano_w:
+        x0, x1 = 0, pano_w
+    return Region(x0, x1, max(0, y0), min(pano_h, y1))
+
+
 def remap(pano: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
     """Bilinear sampling with the 0/360 seam wrapped (OpenCV)."""
     return cv2.remap(pano, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
@@ -211,17 +254,56 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def scaled_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """The size libjpeg decodes a ``width`` x ``height`` JPEG to at 1/``scale`` (rounded up)."""
+    return -(-width // scale), -(-height // scale)
+
+
+def decode_region(jpeg: bytes, scale: int, region: Region) -> tuple[np.ndarray, int] | None:
+    """Rows ``region.y0:y1`` of a JPEG at 1/``scale``, columns ``x0:x1`` widened to whole iMCUs, as an RGB
+    array ``(y1 - y0, width, 3)`` whose first column is returned beside it; None where partial decoding is
+    not available (no native module, a CMYK JPEG, data past the end-of-image marker not checked).
+
+    Raises:
+        OSError: the JPEG cannot be decoded or ends early.
+    """
+    if _jpegregion is None or not jpeg.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None  # without its end marker, Pillow's full decode decides whether the file is truncated
+    try:
+        pixels, x, y, w, h, _, _ = _jpegregion.decode_region(jpeg, scale, *region)
+    except _jpegregion.UnsupportedError:
+        return None
+    return np.frombuffer(pixels, np.uint8).reshape(h, w, 3), x
+
+
 def render_crops(jpeg: bytes, heading_deg: float, params: list[CropParams], size: int, quality: int = 90,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[bytes]:
     """Decode a panorama once, upright (EXIF orientation applied) and at the smallest scale every crop
-    allows, and render each crop as JPEG.
+    allows, and render each crop as JPEG. Only the band of rows (and, away from the seam, of columns) the
+    crops see is decoded where the native decoder is built; the pixels equal those of a full decode.
 
     Raises:
         PanoramaError: too large, not 2:1, or too small (``check_panorama``).
         OSError: the JPEG cannot be decoded.
     """
     with open_image(jpeg) as img:
-        width, _, turn = check_panorama(img, max_pixels)
-        pano = _load(img, draft_scale(width, params, size), turn)
-    h, w = pano.shape[:2]
-    return [encode_jpeg(remap(pano, *crop_map(w, h, heading_deg, p, size)), quality) for p in params]
+        width, height, turn = check_panorama(img, max_pixels)
+        scale = draft_scale(width, params, size)
+        w, h = scaled_size(width, height, scale)
+        maps = [crop_map(w, h, heading_deg, p, size) for p in params]
+        part = None
+        if REGION_DECODE and turn == 1 and img.format == "JPEG":
+            region = crop_region(maps, w, h)
+            part = decode_region(jpeg, scale, region)
+        if part is None:
+            pano, x0, y0 = _load(img, scale, turn), 0, 0
+            if pano.shape[:2] != (h, w):  # Pillow chose another scale: map onto what it decoded
+                maps = [crop_map(pano.shape[1], pano.shape[0], heading_deg, p, size) for p in params]
+        else:
+            (pano, x0), y0 = part, region.y0
+    out = []
+    for map_x, map_y in maps:
+        if x0 or y0:
+            map_x, map_y = map_x - np.float32(x0), map_y - np.float32(y0)
+        out.append(encode_jpeg(remap(pano, map_x, map_y), quality))
+    return out

@@ -71,6 +71,11 @@ def test_the_worker_image_matches_the_launcher() -> None:
     assert (int(base[1]), int(base[2])) == sys.version_info[:2], "workers must run the launcher's Python minor"
     assert base[3] == beam.__version__, "workers must run the launcher's Beam version"
     assert f'"apache-beam[gcp]=={beam.__version__}"' in text
+    # The native region decoder builds there: its build script and headers are in the image, and the
+    # image's own check imports it.
+    copied = {p for line in re.findall(r"^COPY (.+) \S+$", text, re.M) for p in line.split()}
+    assert {"pyproject.toml", "setup.py", "unigeo"} <= copied
+    assert "libjpeg62-turbo-dev" in text and "unigeo._jpegregion" in text
 
 
 def _closure(name: str, extras: frozenset[str], seen: set[str]) -> None:

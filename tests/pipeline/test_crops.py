@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from unigeo.pipeline import crops
 from unigeo.pipeline.crops import (
     CropParams,
+    Region,
     crop_map,
     crop_params,
+    crop_region,
     decode,
+    decode_region,
     draft_scale,
     focal_px,
     remap,
@@ -165,3 +169,85 @@ def test_fast_map_matches_the_float64_ray_reference() -> None:
         ey = np.clip((90.0 - elevation) / 180.0 * 4096 - 0.5, 0, 4095)
         dx = np.abs(mx - ex)
         assert np.minimum(dx, 8192 - dx).max() < 0.1 and np.abs(my - ey).max() < 0.1
+
+
+# ---------------------------------------------------------------- partial decoding (unigeo._jpegregion)
+
+
+def photo_jpeg(w: int = 2048, subsampling: int = 2, mode: str = "RGB", quality: int = 88) -> bytes:
+    """A textured panorama-like JPEG (smooth colour field + fine noise) of ``w`` x ``w/2``."""
+    rng = np.random.default_rng(w + subsampling)
+    coarse = rng.integers(0, 255, (16, 32, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((w, w // 2), Image.BICUBIC)).astype(np.int16)
+    img = np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    pil = Image.fromarray(img)
+    (pil.convert(mode) if mode != "RGB" else pil).save(buf, format="JPEG", quality=quality, subsampling=subsampling)
+    return buf.getvalue()
+
+
+def test_the_native_region_decoder_is_built() -> None:
+    """The README's install builds it (a C compiler and libjpeg-turbo's headers); without it crops still
+    work, at the full-frame decode's speed, so CI insists on it."""
+    assert crops.REGION_DECODE, "unigeo._jpegregion did not build: install libjpeg62-turbo-dev and a C compiler"
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_a_decoded_region_has_the_pixels_of_the_full_decode(scale: int, subsampling: int) -> None:
+    """Equal pixels, but for the first and last column of a column-cropped 4:2:0 decode at full scale,
+    where chroma upsampling has no neighbour (the crop margin keeps crops clear of them)."""
+    jpeg = photo_jpeg(subsampling=subsampling)
+    full = decode(jpeg, scale)
+    h, w = full.shape[:2]
+    rng = np.random.default_rng(scale)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        region = Region(x0, int(rng.integers(x0 + 1, w + 1)), y0, int(rng.integers(y0 + 1, h + 1)))
+        part = decode_region(jpeg, scale, region)
+        assert part is not None
+        pixels, x = part
+        assert x <= region.x0 and x + pixels.shape[1] >= region.x1 and pixels.shape[0] == region.y1 - region.y0
+        same = full[region.y0:region.y1, x:x + pixels.shape[1]]
+        if scale == 1 and subsampling == 2 and pixels.shape[1] < w:
+            inner = slice(1, -1) if x + pixels.shape[1] < w else slice(1 if x else 0, None)
+            pixels, same = pixels[:, inner], same[:, inner]
+        np.testing.assert_array_equal(pixels, same)
+
+
+@pytest.mark.parametrize("params", [
+    [CropParams(45.0, 5.0, 90.0)],
+    [CropParams(HEADING + 180.0 - 5.0, 0.0, 60.0)],  # across the 0/360 seam
+    [CropParams(10.0, 80.0, 100.0)],  # the zenith in view
+    [CropParams(200.0, -60.0, 100.0)],  # towards the ground
+    [CropParams(0.0, 0.0, 60.0), CropParams(120.0, 10.0, 100.0), CropParams(250.0, -5.0, 80.0)],
+])
+def test_crops_from_the_region_are_those_of_the_full_frame(params: list[CropParams]) -> None:
+    jpeg = photo_jpeg(4096)
+    try:
+        crops.REGION_DECODE = False
+        full = render_crops(jpeg, HEADING, params, SIZE)
+    finally:
+        crops.REGION_DECODE = True
+    region = crop_region([crop_map(1024, 512, HEADING, p, SIZE) for p in params], 1024, 512)
+    assert render_crops(jpeg, HEADING, params, SIZE) == full
+    if len(params) == 1 and abs(params[0].pitch) < 30:
+        assert region.y1 - region.y0 < 512 and region.share(1024, 512) < 0.5  # a band, not the frame
+
+
+def test_a_truncated_panorama_is_still_an_error_when_its_crop_sees_only_the_intact_rows() -> None:
+    jpeg = photo_jpeg(4096)
+    with pytest.raises(OSError):
+        render_crops(jpeg[: len(jpeg) * 3 // 4], HEADING, [CropParams(HEADING, 60.0, 60.0)], SIZE)
+
+
+def test_grey_and_cmyk_panoramas_render_as_from_the_full_frame() -> None:
+    for mode in ("L", "CMYK"):
+        jpeg = photo_jpeg(2048, mode=mode)
+        params = [CropParams(45.0, 5.0, 90.0)]
+        try:
+            crops.REGION_DECODE = False
+            full = render_crops(jpeg, HEADING, params, 128)
+        finally:
+            crops.REGION_DECODE = True
+        assert render_crops(jpeg, HEADING, params, 128) == full, mode
