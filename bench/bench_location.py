@@ -2,10 +2,12 @@
 
 Writes a synthetic index (no images: the location stages never open them), then:
   1. times the pure functions of each stage alone, in one process (the floor of each stage);
-  2. runs the build job's location stages (ingest, duplicates, cells, split, farthest-point sampling,
-     covering, ledger, JSON-only shards: ``--no-imagery``) on the DirectRunner and reports wall time
-     and peak memory;
-  3. compares s2sphere's per-point cells and covering with s2geometry's when that is installed.
+  2. runs the location stages alone on Beam (ingest, duplicates, cells, split, farthest-point sampling,
+     covering, with the ledger, rejects and cells sinks) and reports their wall time and its ratio to
+     the sum of the pure functions of step 1;
+  3. runs the whole build with ``--no-imagery`` (JSON-only shards, samples table, manifest, report)
+     and reports wall time (the Beam job's alone, and the command's) and peak memory;
+  4. compares s2sphere's per-point cells and covering with s2geometry's when that is installed.
 
 Usage: python -m bench.bench_location [--rows 1000000] [--out /tmp/unigeo-bench] [beam flags...]
 """
@@ -18,17 +20,35 @@ import os
 import resource
 import sys
 import time
+from typing import Any
 
+import apache_beam as beam
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
 from unigeo.cli.build import run_build
+from unigeo.core.fileio import parent
+from unigeo.core.sample import CELLS_SCHEMA
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
+from unigeo.pipeline.job import pipeline_options, read_inputs
+from unigeo.pipeline.metrics import counters, inc_counter
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.split import split_of
+from unigeo.pipeline.staging import stage_inputs
+from unigeo.pipeline.transforms import (
+    LEDGER,
+    REJECTS,
+    AssignCells,
+    CoverMetros,
+    ReadPanoramas,
+    SelectPanoramas,
+    WriteLedger,
+    reject_lines,
+    rejects_to_ledger,
+)
 from unigeo.sources.panoramas import check_rows, drop_duplicates
 
 CENTRE = (-71.06, 42.36)
@@ -105,6 +125,32 @@ def time_functions(folder: str, level: int, max_panos: int) -> dict[str, float]:
     return out
 
 
+def run_location_stages(config: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
+    """The build's location stages alone on Beam: ingest, duplicates, cells and splits, farthest-point
+    selection, covering, with their sinks (ledger rows of the not-selected and rejected panoramas,
+    rejects, cells); the selected samples are counted, not rendered. Wall seconds and counters."""
+    inputs = read_inputs(config)
+    staged = stage_inputs(out, inputs.metros, None, None)
+    p = beam.Pipeline(options=pipeline_options(beam_args))
+    read = ReadPanoramas(inputs.config.panoramas, parent(inputs.config.panoramas))
+    panos = p | "ReadPanoramas" >> read
+    assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
+                                                            opts.year_range, read.parts)
+    selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
+    selected.samples | "Count" >> beam.Map(lambda kv: inc_counter("bench", "samples"))
+    rejects = (panos[REJECTS], assigned[REJECTS]) | "Rejects" >> beam.Flatten()
+    rejects | "RejectsToJson" >> beam.FlatMap(reject_lines) | "WriteRejects" >> beam.io.WriteToText(
+        f"{out}/rejects/rejects", file_name_suffix=".jsonl")
+    ((selected[LEDGER], rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger))
+     | "Ledger" >> beam.Flatten() | "WriteLedger" >> WriteLedger(f"{out}/ledger/ledger"))
+    (p | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
+     | "WriteCells" >> beam.io.WriteToParquetBatched(f"{out}/cells/cells", CELLS_SCHEMA, file_name_suffix=".parquet"))
+    t = time.perf_counter()
+    result = p.run()
+    result.wait_until_finish()
+    return {"wall_s": round(time.perf_counter() - t, 1), "partitions": read.parts, "counters": counters(result)}
+
+
 def compare_s2geometry(level: int) -> dict[str, object]:
     try:
         import s2geometry as s2
@@ -153,11 +199,18 @@ def main(argv: list[str]) -> None:
     report["functions"] = {k: round(v, 2) for k, v in time_functions(os.path.join(args.out, "inputs"), args.level,
                                                                       args.max_panos).items()}
     report["s2"] = compare_s2geometry(args.level)
+    opts = BuildOptions(level=args.level, max_panos=args.max_panos, shard_max_samples=5000, no_imagery=True)
+    stages = run_location_stages(config, os.path.join(args.out, "stages"), opts, beam_args)
+    c = stages.pop("counters")
+    stages["samples"] = c.get("bench/samples", 0)
+    stages["not_selected"] = c.get("select/not_selected", 0)
+    report["location_stages"] = stages
+    floor = sum(v for k, v in report["functions"].items() if k.endswith("_s"))  # type: ignore[union-attr]
+    report["location_stages"]["vs_pure_functions"] = round(stages["wall_s"] / floor, 2)
     t = time.perf_counter()
-    manifest = run_build(config, os.path.join(args.out, "build"),
-                         BuildOptions(level=args.level, max_panos=args.max_panos, shard_max_samples=5000,
-                                      no_imagery=True), beam_args)
+    manifest = run_build(config, os.path.join(args.out, "build"), opts, beam_args)
     report["beam_build_s"] = round(time.perf_counter() - t, 1)
+    report["beam_job_s"] = manifest["run"]["duration_s"]
     report["beam_args"] = beam_args or ["--runner=DirectRunner"]
     report["counts"] = manifest["counts"]["overall"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -42,6 +42,94 @@ def cell_token(lat: float, lon: float, level: int) -> str:
     return str(cell_id(lat, lon, level).to_token())
 
 
+# s2sphere's Hilbert-curve lookup table (4 bits of i and j and an orientation -> 8 bits of position and
+# the next orientation), so that ``cell_tokens`` walks the same curve over arrays.
+_LOOKUP_POS = np.array(s2sphere.sphere.LOOKUP_POS, dtype=np.int64)
+_MAX_SIZE = 1 << 30
+
+
+def _st_to_ij(u: np.ndarray) -> np.ndarray:
+    """s2sphere's quadratic UV -> ST projection, then ST -> the leaf-cell coordinate (0 .. 2^30 - 1)."""
+    with np.errstate(invalid="ignore"):
+        st = np.where(u >= 0, 0.5 * np.sqrt(1 + 3 * u), 1 - 0.5 * np.sqrt(1 - 3 * u))
+    return np.clip(np.floor(_MAX_SIZE * st), 0, _MAX_SIZE - 1).astype(np.int64)
+
+
+def cell_ids(lat: np.ndarray, lon: np.ndarray, level: int) -> np.ndarray:
+    """S2 cell ids (uint64) at ``level`` of points given in degrees: ``cell_id`` over arrays, the same
+    arithmetic in the same order (a million points in ~0.3 s instead of ~4 s)."""
+    check_level(level)
+    phi, theta = np.radians(np.asarray(lat, dtype=np.float64)), np.radians(np.asarray(lon, dtype=np.float64))
+    cosphi = np.cos(phi)
+    xyz = np.stack([np.cos(theta) * cosphi, np.sin(theta) * cosphi, np.sin(phi)])
+    a = np.abs(xyz)
+    face = np.where(a[0] > a[1], np.where(a[0] > a[2], 0, 2), np.where(a[1] > a[2], 1, 2))
+    face = np.where(np.take_along_axis(xyz, face[None], 0)[0] < 0, face + 3, face)
+    x, y, z = xyz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.select([face == 0, face == 1, face == 2, face == 3, face == 4],
+                      [y / x, -x / y, -x / z, z / x, z / y], -y / z)
+        v = np.select([face == 0, face == 1, face == 2, face == 3, face == 4],
+                      [z / x, z / y, -y / z, y / x, -x / y], -x / z)
+    i, j = _st_to_ij(u), _st_to_ij(v)
+    face = face.astype(np.int64)
+    n = face << 60
+    bits = face & 1  # SWAP_MASK
+    for k in range(7, -1, -1):
+        bits = bits + (((i >> (k * 4)) & 15) << 6) + (((j >> (k * 4)) & 15) << 2)
+        bits = _LOOKUP_POS[bits]
+        n |= (bits >> 2) << (k * 8)
+        bits &= 3  # SWAP_MASK | INVERT_MASK
+    ids = n.astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    lsb = np.uint64(1 << (2 * (MAX_LEVEL - level)))
+    return (ids & ~(lsb - np.uint64(1))) | lsb
+
+
+def cell_tokens(lat: np.ndarray, lon: np.ndarray, level: int) -> np.ndarray:
+    """Tokens (object array of str) of the level-``level`` cells holding points: ``cell_token`` over arrays."""
+    ids = cell_ids(lat, lon, level)
+    unique, inverse = np.unique(ids, return_inverse=True)
+    names = np.array([f"{int(c):016x}".rstrip("0") for c in unique.tolist()], dtype=object)
+    return names[inverse.reshape(-1)] if len(ids) else np.array([], dtype=object)
+
+
+_LOOKUP_IJ = np.array(s2sphere.sphere.LOOKUP_IJ, dtype=np.int64)
+
+
+def _st_to_uv(st: np.ndarray) -> np.ndarray:
+    return np.where(st >= 0.5, (1.0 / 3.0) * (4 * st * st - 1), (1.0 / 3.0) * (1 - 4 * (1 - st) * (1 - st)))
+
+
+def cell_centers(tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) arrays of the centres of many cells: ``cell_center`` over arrays, the same arithmetic in
+    the same order (the arctangents through ``math``, as s2sphere does them)."""
+    ids = np.array([int(t.ljust(16, "0"), 16) for t in tokens], dtype=np.uint64)
+    face = (ids >> np.uint64(61)).astype(np.int64)
+    bits = face & 1
+    i = np.zeros(len(ids), dtype=np.int64)
+    j = np.zeros(len(ids), dtype=np.int64)
+    for k in range(7, -1, -1):
+        nbits = MAX_LEVEL - 7 * 4 if k == 7 else 4
+        bits = bits + (((ids >> np.uint64(k * 8 + 1)) & np.uint64((1 << (2 * nbits)) - 1)).astype(np.int64) << 2)
+        bits = _LOOKUP_IJ[bits]
+        i += (bits >> 6) << (k * 4)
+        j += ((bits >> 2) & 15) << (k * 4)
+        bits &= 3
+    leaf = (ids & np.uint64(1)) == 1
+    odd = ((i ^ (ids >> np.uint64(2)).astype(np.int64)) & 1) != 0
+    delta = np.where(leaf, 1, np.where(odd, 2, 0))
+    u = _st_to_uv((0.5 / _MAX_SIZE) * (2 * i + delta))
+    v = _st_to_uv((0.5 / _MAX_SIZE) * (2 * j + delta))
+    one = np.ones_like(u)
+    x = np.select([face == 0, face == 1, face == 2, face == 3, face == 4], [one, -u, -u, -one, v], v)
+    y = np.select([face == 0, face == 1, face == 2, face == 3, face == 4], [u, one, -v, -v, -one], u)
+    z = np.select([face == 0, face == 1, face == 2, face == 3, face == 4], [v, v, one, -u, -u], -one)
+    horizontal = np.sqrt(x * x + y * y)
+    lat = [math.degrees(math.atan2(a, b)) for a, b in zip(z.tolist(), horizontal.tolist())]
+    lon = [math.degrees(math.atan2(a, b)) for a, b in zip(y.tolist(), x.tolist())]
+    return np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64)
+
+
 def cell_center(token: str) -> tuple[float, float]:
     """(lat, lon) of a cell's centre."""
     ll = s2sphere.CellId.from_token(token).to_lat_lng()

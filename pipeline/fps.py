@@ -9,8 +9,10 @@ import numpy as np
 EARTH_RADIUS_M = 6_371_008.8
 
 
-def local_metres(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
-    """Points as (east, north) metres on the plane tangent at (lat0, lon0); exact to ~1e-4 over 1 km."""
+def local_metres(lat: np.ndarray, lon: np.ndarray, lat0: float | np.ndarray, lon0: float | np.ndarray
+                 ) -> np.ndarray:
+    """Points as (east, north) metres on the plane tangent at (lat0, lon0); exact to ~1e-4 over 1 km.
+    ``lat0``/``lon0`` may be arrays, one tangent point per point."""
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     dlon = (lon - lon0 + 180.0) % 360.0 - 180.0
     east = np.radians(dlon) * EARTH_RADIUS_M * np.cos(np.radians(lat0))
@@ -24,6 +26,9 @@ def first_index(seed: int, key: str, n: int) -> int:
         raise ValueError("no points to choose from")
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % n
+
+
+DENSE_MAX = 256  # up to this many points, farthest-point sampling precomputes all pairwise distances
 
 
 def farthest_point_sample(points_m: np.ndarray, k: int, first: int = 0) -> np.ndarray:
@@ -52,6 +57,16 @@ def farthest_point_sample(points_m: np.ndarray, k: int, first: int = 0) -> np.nd
     k = min(k, n)
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = first
+    if n <= DENSE_MAX:  # most cells: every squared distance at once, then one row per step (same floats)
+        dense = np.sum((pts[:, None, :] - pts[None, :, :]) ** 2, axis=2)
+        dist = dense[first].copy()
+        dist[first] = -1.0
+        for i in range(1, k):
+            nxt = int(dist.argmax())
+            chosen[i] = nxt
+            np.minimum(dist, dense[nxt], out=dist)
+            dist[nxt] = -1.0
+        return chosen
     dist = np.sum((pts - pts[first]) ** 2, axis=1)
     dist[first] = -1.0  # chosen points are never chosen again, even where others coincide with them
     for i in range(1, k):

@@ -62,10 +62,10 @@ class _RenderSample(beam.DoFn):
         outcome = self._renderer.render(*element)
         for stage, name, n in outcome.counts:
             inc_counter(stage, name, n)
-        for r in outcome.rejects:
-            yield TaggedOutput(REJECTS, r)
-        for row in outcome.ledger:
-            yield TaggedOutput(LEDGER, row)
+        if outcome.rejects:  # batches of plain tuples, as the location stages pass them
+            yield TaggedOutput(REJECTS, [tuple(r) for r in outcome.rejects])
+        if outcome.ledger:
+            yield TaggedOutput(LEDGER, [tuple(r) for r in outcome.ledger])
         if outcome.summary is not None:
             yield TaggedOutput(SUMMARY, outcome.summary)
         if outcome.encoded is not None:
@@ -74,8 +74,9 @@ class _RenderSample(beam.DoFn):
 
 @dataclass(eq=False)
 class RenderSamples(beam.PTransform):
-    """``(SampleKey, sample json)`` -> ``EncodedSample`` with crops, tiles and text; ``ledger`` rows for the
-    selected panoramas (kept, or rejected when their image fails), ``rejects`` and ``summary`` rows."""
+    """``(SampleKey, sample json)`` -> ``EncodedSample`` with crops, tiles and text; per sample, a batch of
+    ``ledger`` rows for its selected panoramas (kept, or rejected when their image fails) and a batch of
+    ``rejects`` (their fields as plain tuples); ``summary`` rows."""
 
     spec: RenderSpec
 

@@ -24,7 +24,7 @@ from pyproj import Geod
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.fileio import parent
-from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, LedgerRow, Reject
+from unigeo.core.sample import CELLS_SCHEMA, SAMPLES_SCHEMA
 from unigeo.pipeline.cells import estimate_cells
 from unigeo.pipeline.imagery import SUMMARY, RenderSamples, RenderSpec
 from unigeo.pipeline.metrics import counters
@@ -37,8 +37,11 @@ from unigeo.pipeline.transforms import (
     CoverMetros,
     ReadPanoramas,
     SelectPanoramas,
+    WriteLedger,
     WriteShards,
-    reject_to_ledger,
+    reject_lines,
+    rejects_to_ledger,
+    rows,
 )
 from unigeo.sources.config import SourcesConfig, load_config
 from unigeo.sources.metros import Metro, read_boundary
@@ -87,9 +90,10 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
                    aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
     """Add the build job's transforms to ``p``; staged inputs are read on the workers."""
     out = out.rstrip("/")
-    panos = p | "ReadPanoramas" >> ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
+    read = ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
+    panos = p | "ReadPanoramas" >> read
     assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
-                                                            opts.year_range)
+                                                            opts.year_range, read.parts)
     selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
     spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
                       tuple((r.path, r.date.isoformat()) for r in aerial),
@@ -98,23 +102,24 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
     (rendered[SUMMARY]
      | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))
 
+    # Rejects and ledger rows travel as batches of plain tuples (one per index chunk, partition or sample).
     pano_rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
     other_rejects = (p
                      | "PoiRejectsFile" >> beam.Create([staged.poi_rejects] if staged.poi_rejects else [])
-                     | "PoiRejects" >> beam.FlatMap(poi_rejects))
+                     | "PoiRejects" >> beam.Map(lambda path: rows(poi_rejects(path))))
     ((pano_rejects, rendered[REJECTS], other_rejects)
      | "AllRejects" >> beam.Flatten()
-     | "RejectsToJson" >> beam.Map(Reject.as_json)
+     | "RejectsToJson" >> beam.FlatMap(reject_lines)
      | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
-    ledger = ((selected[LEDGER], rendered[LEDGER], pano_rejects | "RejectsToLedger" >> beam.Map(reject_to_ledger))
+    ledger = ((selected[LEDGER], rendered[LEDGER],
+               pano_rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger))
               | "Ledger" >> beam.Flatten())
-    (ledger
-     | "LedgerRows" >> beam.Map(LedgerRow._asdict)
-     | "WriteLedger" >> beam.io.WriteToParquet(f"{out}/ledger/ledger", LEDGER_SCHEMA, file_name_suffix=".parquet"))
+    ledger | "WriteLedger" >> WriteLedger(f"{out}/ledger/ledger")
 
     (p
      | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
-     | "WriteCells" >> beam.io.WriteToParquet(f"{out}/cells/cells", CELLS_SCHEMA, file_name_suffix=".parquet"))
+     | "WriteCells" >> beam.io.WriteToParquetBatched(f"{out}/cells/cells", CELLS_SCHEMA,
+                                                    file_name_suffix=".parquet"))
 
     (rendered.encoded
      | "WriteShards" >> WriteShards(out, opts.shard_max_samples, int(opts.shard_max_mb * 1024 * 1024)))

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from unigeo.core import reasons
 from unigeo.core.sample import NOT_SELECTED, LedgerRow, Reject, SampleKey, SampleMeta
-from unigeo.pipeline.cells import cell_center, cell_polygon, cell_token
+from unigeo.pipeline.cells import cell_center, cell_centers, cell_polygon, cell_token, cell_tokens
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
 from unigeo.pipeline.split import split_of
 from unigeo.pipeline.types import Pano
@@ -46,16 +47,17 @@ def assign(p: Pano, metros: Metros, level: int, holdout_year: int, years: tuple[
     return SampleKey(metros[metro][0], cell, split)
 
 
-def select(key: SampleKey, panos: Sequence[Pano], max_panos: int, seed: int, level: int
-           ) -> tuple[SampleMeta, list[LedgerRow]]:
-    """Up to ``max_panos`` panoramas of one (metro, cell, split) by farthest-point sampling.
+def select(key: SampleKey, panos: Sequence[Pano], max_panos: int, seed: int, level: int,
+           centre: tuple[float, float] | None = None) -> tuple[SampleMeta, list[LedgerRow]]:
+    """Up to ``max_panos`` panoramas of one (metro, cell, split) by farthest-point sampling; ``centre``:
+    the cell's centre (lat, lon) where the caller has it.
 
     Returns:
         The sample's json (location fields and the kept panoramas in selection order) and a
         ``not_selected`` ledger row for every other panorama.
     """
     panos = sorted(panos, key=lambda p: (p.pano_id, p.row))
-    lat0, lon0 = cell_center(key.cell)
+    lat0, lon0 = cell_center(key.cell) if centre is None else centre
     pts = local_metres(np.array([p.lat for p in panos]), np.array([p.lon for p in panos]), lat0, lon0)
     order = farthest_point_sample(pts, max_panos, first_index(seed, key.name, len(panos)))
     chosen = set(order.tolist())
@@ -71,3 +73,86 @@ def select(key: SampleKey, panos: Sequence[Pano], max_panos: int, seed: int, lev
         "panoramas": [p.as_json() for p in kept],
     }
     return sample, ledger
+
+
+# ---------------------------------------------------------------- batches
+# The build moves panoramas through the location stages as DataFrame batches (``PANO_COLUMNS``), not one
+# element per row: Beam's per-element cost, not these functions, dominated at a million rows.
+
+PANO_COLUMNS = list(Pano._fields)
+KEY_COLUMNS = ["metro", "cell", "split"]
+
+
+def panos_of(df: pd.DataFrame) -> list[Pano]:
+    """The rows of a batch as ``Pano``s (Python scalars, as the per-row path made them)."""
+    columns = [df[c].tolist() for c in PANO_COLUMNS]
+    return [Pano(*values) for values in zip(*columns)]
+
+
+def partition_of(values: pd.Series, parts: int) -> np.ndarray:
+    """A stable partition number in ``[0, parts)`` per value (the same in every process and run)."""
+    return (pd.util.hash_array(values.to_numpy(dtype=object)) % np.uint64(parts)).astype(np.int64)
+
+
+def assign_batch(df: pd.DataFrame, metros: Metros, level: int, holdout_year: int, years: tuple[int, int]
+                 ) -> tuple[pd.DataFrame, list[Reject]]:
+    """``assign`` over a batch: the rows that belong to a sample with ``metro``, ``cell`` and ``split``
+    columns added, and the rejects (in row order), exactly as ``assign`` makes them row by row."""
+    n = len(df)
+    lat, lon = df["lat"].to_numpy(dtype=float), df["lon"].to_numpy(dtype=float)
+    first = np.full(n, -1)
+    for i in range(len(metros) - 1, -1, -1):  # the first metro (config order) that holds the point
+        first[shapely.contains_xy(metros[i][1], lon, lat)] = i
+    inside = first >= 0
+    cells = np.full(n, "", dtype=object)
+    cells[inside] = cell_tokens(lat[inside], lon[inside], level)
+    split_by_year = {y: split_of(int(y), holdout_year, years) for y in pd.unique(df["year"])}
+    splits = df["year"].map(split_by_year).to_numpy(dtype=object)
+    in_range = inside & pd.notna(splits)
+    rejects: list[Reject] = []
+    bad = np.flatnonzero(~in_range)
+    if bad.size:
+        names = [name for name, _ in metros]
+        for i, p in zip(bad.tolist(), panos_of(df.iloc[bad])):
+            if first[i] < 0:
+                rejects.append(Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS,
+                                      f"({p.lat}, {p.lon}) lies in none of {names}", dict(p.as_json()), p.row))
+            else:
+                rejects.append(Reject("panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
+                                      f"captured in {p.year}; the build takes {years[0]}-{years[1]} and holdout "
+                                      f"{holdout_year}", dict(p.as_json()), p.row, metros[first[i]][0], cells[i]))
+    metro = first[in_range]
+    kept_cells = cells[in_range]
+    later = np.flatnonzero(metro > 0)
+    if later.size:  # a cell belongs to the first metro it touches, even where the point lies in a later one
+        owner: dict[tuple[str, int], int] = {}
+        for j in later.tolist():
+            key = (kept_cells[j], int(metro[j]))
+            if key not in owner:
+                poly = cell_polygon(key[0])
+                owner[key] = next(i for i in range(key[1] + 1) if metros[i][1].intersects(poly))
+            metro[j] = owner[key]
+    names_arr = np.array([name for name, _ in metros], dtype=object)
+    keyed = df[in_range].assign(metro=names_arr[metro] if len(metro) else [], cell=kept_cells, split=splits[in_range])
+    return keyed.reset_index(drop=True), rejects
+
+
+def select_batch(df: pd.DataFrame, max_panos: int, seed: int, level: int
+                 ) -> tuple[list[tuple[SampleKey, SampleMeta]], list[LedgerRow]]:
+    """``select`` for every (metro, cell, split) of a batch that holds all of their panoramas; samples in
+    key order."""
+    if df.empty:
+        return [], []
+    df = df.sort_values(KEY_COLUMNS, kind="stable", ignore_index=True)
+    keys = df[KEY_COLUMNS].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+    ends = np.r_[starts[1:], len(df)]
+    panos = panos_of(df)
+    lats, lons = cell_centers([keys[s][1] for s in starts.tolist()])
+    samples, ledger = [], []
+    for s, e, lat0, lon0 in zip(starts.tolist(), ends.tolist(), lats.tolist(), lons.tolist()):
+        key = SampleKey(*keys[s])
+        sample, not_selected = select(key, panos[s:e], max_panos, seed, level, (lat0, lon0))
+        samples.append((key, sample))
+        ledger += not_selected
+    return samples, ledger

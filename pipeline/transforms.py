@@ -9,25 +9,39 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import shapely
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 from shapely.geometry.base import BaseGeometry
 
 from unigeo.core.fileio import create, rename, write_bytes
-from unigeo.core.sample import JSON, REJECTED, LedgerRow, Reject, SampleKey, capture_year, member_kind
-from unigeo.pipeline.cells import cell_center, check_level, children_in, parent_cells
+from unigeo.core.sample import (
+    CELLS_SCHEMA,
+    JSON,
+    LEDGER_SCHEMA,
+    REJECTED,
+    LedgerRow,
+    Reject,
+    capture_year,
+    member_kind,
+)
+from unigeo.pipeline.cells import cell_centers, check_level, children_in, parent_cells
 from unigeo.pipeline.coders import SampleKeyCoder  # noqa: F401  registers the key coder
-from unigeo.pipeline.locate import assign, select
+from unigeo.pipeline.locate import PANO_COLUMNS, assign_batch, panos_of, partition_of, select_batch
 from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
 from unigeo.pipeline.staging import load_metros
-from unigeo.pipeline.types import Pano
 from unigeo.sources.panoramas import (
     DUPLICATE_VALUES,
     IndexChunk,
@@ -55,70 +69,103 @@ def _raw(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- panoramas in
+# Panoramas travel as DataFrame batches (``locate.PANO_COLUMNS``) keyed by a partition number, rejects and
+# ledger rows as lists of plain tuples (the fields of ``Reject`` / ``LedgerRow``: Beam encodes plain tuples
+# natively, named tuples by pickling, 3x slower): a million rows make a few thousand elements, not millions.
+
+RowBatch = list[tuple[Any, ...]]
+
+
+def rows(records: Iterable[tuple[Any, ...]]) -> RowBatch:
+    """Named tuples (``Reject``, ``LedgerRow``) as the plain tuples batches carry."""
+    return [tuple(r) for r in records]
+
+ROWS_PER_PART = 25_000  # rows a partition of the location stages holds on average
+
+
+def location_parts(chunks: list[IndexChunk]) -> int:
+    """How many partitions the duplicate check and the cell grouping use for an index."""
+    rows = sum(c.n_rows for c in chunks if c.n_rows > 0) or ROWS_PER_PART * 8
+    return int(min(4096, max(8, rows // ROWS_PER_PART)))
+
+
+def _by_part(df: pd.DataFrame, column: str, parts: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    if df.empty:
+        return
+    part = partition_of(df[column], parts)
+    for number in np.unique(part).tolist():
+        yield number, df[part == number]
 
 
 class _CheckRows(beam.DoFn):
-    def __init__(self, base_dir: str) -> None:
+    def __init__(self, base_dir: str, parts: int) -> None:
         self.base_dir = base_dir
+        self.parts = parts
 
     def process(self, chunk: IndexChunk) -> Iterator[Any]:
         for offset, df in read_chunk(chunk):
             table = check_rows(df, self.base_dir, offset)
             inc_counter("ingest", "rows_in", len(df))
             inc_counter("ingest", "rows_valid", len(table.good))
-            good: list[dict[str, Any]] = table.good.to_dict(orient="records")  # type: ignore[assignment]
-            for r in good:
-                yield Pano(int(r["row"]), str(r["pano_id"]), float(r["lat"]), float(r["lon"]),
-                           float(r["heading_deg"]), str(r["captured_at"]), int(r["year"]), str(r["uri"]))
-            raw: list[dict[str, Any]] = df.to_dict(orient="records")  # type: ignore[assignment]
+            yield from _by_part(table.good[PANO_COLUMNS], "pano_id", self.parts)
+            if table.rejects.empty:
+                continue
             rejected: list[dict[str, Any]] = table.rejects.to_dict(orient="records")  # type: ignore[assignment]
-            for r in rejected:
-                inc_counter("ingest", f"rejected/{r['reason']}")
-                row = int(r["row"])
-                yield TaggedOutput(REJECTS, Reject("panorama", str(r["pano_id"]), str(r["reason"]), str(r["detail"]),
-                                                   _raw(raw[row - offset]), row))
+            raw: list[dict[str, Any]] = df.iloc[table.rejects["row"].to_numpy() - offset].to_dict(  # type: ignore[assignment]
+                orient="records")
+            for reason, n in table.rejects["reason"].value_counts().items():
+                inc_counter("ingest", f"rejected/{reason}", int(n))
+            yield TaggedOutput(REJECTS, rows(Reject("panorama", str(r["pano_id"]), str(r["reason"]), str(r["detail"]),
+                                                    _raw(record), int(r["row"])) for r, record in zip(rejected, raw)))
 
 
 class _ResolveDuplicates(beam.DoFn):
-    def process(self, element: tuple[str, Iterable[Pano]]) -> Iterator[Any]:
-        _, group = element
-        panos = list(group)
-        if len(panos) == 1:
-            yield panos[0]
-            return
-        values = [(p.row, tuple(getattr(p, c) for c in DUPLICATE_VALUES)) for p in panos]
-        verdicts = resolve_duplicates(values)
-        for p in panos:
-            if p.row in verdicts:
+    def process(self, element: tuple[int, Iterable[pd.DataFrame]]) -> Iterator[Any]:
+        df = pd.concat(list(element[1]), ignore_index=True).sort_values("row", ignore_index=True)
+        repeated = df[df["pano_id"].duplicated(keep=False)]
+        verdicts: dict[int, tuple[str, str]] = {}
+        for _, group in repeated.groupby("pano_id", sort=False):
+            verdicts.update(resolve_duplicates(list(zip(group["row"].tolist(),
+                                                        zip(*(group[c].tolist() for c in DUPLICATE_VALUES))))))
+        if verdicts:
+            lost = df["row"].isin(verdicts).to_numpy()
+            rejects = []
+            for p in panos_of(df[lost]):
                 reason, detail = verdicts[p.row]
                 inc_counter("ingest", f"rejected/{reason}")
-                yield TaggedOutput(REJECTS, Reject("panorama", p.pano_id, reason, detail, dict(p.as_json()), p.row))
-            else:
-                yield p
+                rejects.append(Reject("panorama", p.pano_id, reason, detail, dict(p.as_json()), p.row))
+            yield TaggedOutput(REJECTS, rows(rejects))
+            df = df[~lost].reset_index(drop=True)
+        if not df.empty:
+            yield df
 
 
 @dataclass(eq=False)
 class ReadPanoramas(beam.PTransform):
-    """Panorama index -> valid, de-duplicated ``Pano`` elements (``good``) and ``Reject``s (``rejects``).
+    """Panorama index -> valid, de-duplicated panoramas (``good``: DataFrame batches of ``PANO_COLUMNS``)
+    and lists of ``Reject`` (``rejects``).
 
-    The index is split into chunks when the pipeline is built (a bad or incomplete index fails then).
+    The index is split into chunks when the pipeline is built (a bad or incomplete index fails then);
+    ``parts`` partitions by pano_id bring every row of one id together for the duplicate check.
     """
 
     path: str
     base_dir: str
     chunks: list[IndexChunk] = field(init=False)
+    parts: int = field(init=False)
 
     def __post_init__(self) -> None:
         super().__init__()
         self.chunks = index_chunks(self.path)
+        self.parts = location_parts(self.chunks)
 
     def expand(self, pbegin: Any) -> dict[str, Any]:
         checked = (pbegin
                    | "Chunks" >> beam.Create(self.chunks)
                    | "Spread" >> beam.Reshuffle()
-                   | "CheckRows" >> beam.ParDo(_CheckRows(self.base_dir)).with_outputs(REJECTS, main="good"))
+                   | "CheckRows" >> beam.ParDo(_CheckRows(self.base_dir, self.parts)).with_outputs(REJECTS,
+                                                                                                   main="good"))
         unique = (checked.good
-                  | "ById" >> beam.Map(lambda p: (p.pano_id, p))
                   | "GroupById" >> beam.GroupByKey()
                   | "Duplicates" >> beam.ParDo(_ResolveDuplicates()).with_outputs(REJECTS, main="good"))
         rejects = (checked[REJECTS], unique[REJECTS]) | "AllRejects" >> beam.Flatten()
@@ -135,34 +182,39 @@ def _prepared(metros: list[tuple[str, BaseGeometry]]) -> list[tuple[str, BaseGeo
 
 
 class _Assign(beam.DoFn):
-    def __init__(self, metros_path: str, level: int, holdout_year: int, years: tuple[int, int]):
+    def __init__(self, metros_path: str, level: int, holdout_year: int, years: tuple[int, int], parts: int):
         self.metros_path = metros_path
         self.level = level
         self.holdout_year = holdout_year
         self.years = years
+        self.parts = parts
         self._metros: list[tuple[str, BaseGeometry]] = []
 
     def setup(self) -> None:
         self._metros = _prepared(load_metros(self.metros_path))
 
-    def process(self, p: Pano) -> Iterator[Any]:
-        result = assign(p, self._metros, self.level, self.holdout_year, self.years)
-        if isinstance(result, Reject):
-            inc_counter("assign", f"rejected/{result.reason}")
-            yield TaggedOutput(REJECTS, result)
-            return
-        inc_counter("assign", result.split)
-        yield result, p
+    def process(self, df: pd.DataFrame) -> Iterator[Any]:
+        keyed, rejects = assign_batch(df, self._metros, self.level, self.holdout_year, self.years)
+        if rejects:
+            for reason, n in Counter(r.reason for r in rejects).items():
+                inc_counter("assign", f"rejected/{reason}", n)
+            yield TaggedOutput(REJECTS, rows(rejects))
+        for split, n in keyed["split"].value_counts().items():
+            inc_counter("assign", str(split), int(n))
+        yield from _by_part(keyed, "cell", self.parts)
 
 
 @dataclass(eq=False)
 class AssignCells(beam.PTransform):
-    """``Pano`` -> ``(SampleKey, Pano)``; panoramas outside every metro or out of the year range are rejected."""
+    """Panorama batches -> ``(partition, batch)`` with ``metro``, ``cell`` and ``split`` columns, every row of
+    a cell in the same partition (``keyed``); panoramas outside every metro or out of the year range are
+    rejected (lists of ``Reject``)."""
 
     metros: str  # the staged metros (pipeline.staging), loaded on the workers
     level: int
     holdout_year: int
     years: tuple[int, int]
+    parts: int = 64
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -172,7 +224,8 @@ class AssignCells(beam.PTransform):
 
     def expand(self, panos: Any) -> Any:
         return panos | "Assign" >> beam.ParDo(
-            _Assign(self.metros, self.level, self.holdout_year, self.years)).with_outputs(REJECTS, main="keyed")
+            _Assign(self.metros, self.level, self.holdout_year, self.years, self.parts)
+        ).with_outputs(REJECTS, main="keyed")
 
 
 class _Select(beam.DoFn):
@@ -181,23 +234,23 @@ class _Select(beam.DoFn):
         self.seed = seed
         self.level = level
 
-    def process(self, element: tuple[SampleKey, Iterable[Pano]]) -> Iterator[Any]:
-        key, group = element
-        panos = list(group)
-        sample, not_selected = select(key, panos, self.max_panos, self.seed, self.level)
-        inc_counter("select", "selected", len(sample["panoramas"]))
+    def process(self, element: tuple[int, Iterable[pd.DataFrame]]) -> Iterator[Any]:
+        df = pd.concat(list(element[1]), ignore_index=True)
+        samples, not_selected = select_batch(df, self.max_panos, self.seed, self.level)
+        inc_counter("select", "selected", sum(len(sample["panoramas"]) for _, sample in samples))
         inc_counter("select", "not_selected", len(not_selected))
-        inc_counter("select", f"samples/{key.split}")
-        for row in not_selected:
-            yield TaggedOutput(LEDGER, row)
-        yield key, sample
+        for split, n in Counter(key.split for key, _ in samples).items():
+            inc_counter("select", f"samples/{split}", n)
+        if not_selected:
+            yield TaggedOutput(LEDGER, rows(not_selected))
+        yield from samples
 
 
 @dataclass(eq=False)
 class SelectPanoramas(beam.PTransform):
-    """``(SampleKey, Pano)`` -> one ``(SampleKey, sample json)`` per key with up to ``max_panos``
-    panoramas chosen by farthest-point sampling, and a ``not_selected`` ``LedgerRow`` for each other
-    panorama (``ledger``); the imagery stage writes the selected panoramas' rows."""
+    """``(partition, batch)`` -> one ``(SampleKey, sample json)`` per key with up to ``max_panos``
+    panoramas chosen by farthest-point sampling, and lists of ``not_selected`` ``LedgerRow``s for the
+    others (``ledger``); the imagery stage writes the selected panoramas' rows."""
 
     max_panos: int
     seed: int
@@ -210,7 +263,6 @@ class SelectPanoramas(beam.PTransform):
 
     def expand(self, keyed: Any) -> Any:
         return (keyed
-                | "TypeKeys" >> beam.Map(lambda kv: kv).with_output_types(tuple[SampleKey, Pano])
                 | "GroupByCell" >> beam.GroupByKey()
                 | "FarthestPoints" >> beam.ParDo(_Select(self.max_panos, self.seed, self.level))
                 .with_outputs(LEDGER, main="samples"))
@@ -219,6 +271,61 @@ class SelectPanoramas(beam.PTransform):
 def reject_to_ledger(r: Reject) -> LedgerRow:
     return LedgerRow(r.row, r.id, r.metro, r.cell, "", REJECTED, r.reason, r.detail,
                      capture_year(r.record.get("captured_at")))
+
+
+def rejects_to_ledger(batch: RowBatch) -> RowBatch:
+    """A batch of rejects as the ledger rows of the rejected panoramas."""
+    return rows(reject_to_ledger(Reject(*r)) for r in batch)
+
+
+# ---------------------------------------------------------------- ledger and rejects sinks
+
+TABLE_ROWS = 200_000  # most ledger rows in one Arrow table (a Parquet row group)
+
+
+def ledger_table(batch: RowBatch) -> pa.Table:
+    columns = list(zip(*batch)) if batch else [()] * len(LEDGER_SCHEMA)
+    return pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, LEDGER_SCHEMA)],
+                                schema=LEDGER_SCHEMA)
+
+
+class _LedgerTables(beam.DoFn):
+    """Lists of ledger rows -> Arrow tables of up to ``TABLE_ROWS`` rows (at least one per bundle)."""
+
+    def start_bundle(self) -> None:
+        self._rows: RowBatch = []
+
+    def process(self, batch: RowBatch) -> Iterator[pa.Table]:
+        self._rows += batch
+        if len(self._rows) >= TABLE_ROWS:
+            yield ledger_table(self._rows)
+            self._rows = []
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._rows:
+            yield WindowedValue(ledger_table(self._rows), MIN_TIMESTAMP, (GlobalWindow(),))
+            self._rows = []
+
+
+@dataclass(eq=False)
+class WriteLedger(beam.PTransform):
+    """Batches of ledger rows (``LedgerRow`` fields as plain tuples) -> ``DIR/ledger/ledger-*.parquet``."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def expand(self, rows: Any) -> Any:
+        return (rows
+                | "Tables" >> beam.ParDo(_LedgerTables())
+                | "Write" >> beam.io.WriteToParquetBatched(self.prefix, LEDGER_SCHEMA, file_name_suffix=".parquet"))
+
+
+def reject_lines(batch: RowBatch) -> Iterator[str]:
+    """A batch of rejects as one block of JSON lines (none for an empty batch)."""
+    if batch:
+        yield "\n".join(Reject(*r).as_json() for r in batch)
 
 
 # ---------------------------------------------------------------- metro covering
@@ -244,18 +351,20 @@ class _Children(beam.DoFn):
     def setup(self) -> None:
         self._geoms = dict(_prepared(load_metros(self.metros_path)))
 
-    def process(self, element: tuple[str, str]) -> Iterator[dict[str, Any]]:
+    def process(self, element: tuple[str, str]) -> Iterator[pa.Table]:
         name, parent = element
-        geom = self._geoms[name]
-        for token in children_in(geom, parent, self.level):
-            lat, lon = cell_center(token)
-            inc_counter("cover", f"cells/{name}")
-            yield {"metro": name, "cell": token, "lat": lat, "lon": lon}
+        tokens = children_in(self._geoms[name], parent, self.level)
+        if not tokens:
+            return
+        lat, lon = cell_centers(tokens)
+        inc_counter("cover", f"cells/{name}", len(tokens))
+        yield pa.table({"metro": [name] * len(tokens), "cell": tokens, "lat": lat, "lon": lon}, schema=CELLS_SCHEMA)
 
 
 @dataclass(eq=False)
 class CoverMetros(beam.PTransform):
-    """Metros -> every S2 cell at ``level`` that intersects each, as ``{metro, cell, lat, lon}`` rows."""
+    """Metros -> every S2 cell at ``level`` that intersects each, as Arrow tables of ``CELLS_SCHEMA``
+    (one per parent cell)."""
 
     metros: str  # the staged metros (pipeline.staging), loaded on the workers
     level: int

@@ -10,7 +10,7 @@ input row comes back either in ``good`` or in ``rejects`` with a reason from ``u
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from unigeo.core import reasons
 from unigeo.core.errors import SourceError
-from unigeo.core.fileio import open_binary, parent, resolve
+from unigeo.core.fileio import open_binary, parent, resolve_all
 from unigeo.core.sample import CAPTURE_DATE
 
 REQUIRED_COLUMNS = ("pano_id", "lat", "lon", "heading_deg", "captured_at", "uri")
@@ -126,8 +126,12 @@ def read_panorama_index(path: str) -> PanoramaTable:
 
 def _text(series: pd.Series) -> pd.Series:
     """Values as stripped strings, with missing values as ''."""
+    if series.dtype != object and pd.api.types.is_string_dtype(series.dtype):  # Arrow-backed text: vectorised
+        return series.fillna("").str.strip()
     out = series.astype(object).where(series.notna(), "")
-    return out.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)).str.strip()
+    if pd.api.types.infer_dtype(out, skipna=False) != "string":  # numbers, timestamps, mixed
+        out = out.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+    return out.str.strip()
 
 
 def parse_capture_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -138,7 +142,14 @@ def parse_capture_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Ser
         date as written (no time-zone shift), and per row ``""``, ``missing_date`` or ``bad_date``.
     """
     text = _text(values)
-    m = text.str.extract(CAPTURE_DATE)["date"]
+    if text.dtype != object:  # Arrow-backed text: the regex runs in Arrow (RE2), not row by row
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.extract_regex(pa.array(text), CAPTURE_DATE.pattern)
+        m = pd.Series(found.field("date").to_numpy(zero_copy_only=False), index=text.index, dtype=object)
+    else:
+        m = text.str.extract(CAPTURE_DATE)["date"]
     day = pd.to_datetime(m, format="%Y-%m-%d", errors="coerce")
     status = pd.Series("", index=values.index, dtype=object)
     status[day.isna()] = reasons.BAD_DATE
@@ -155,10 +166,16 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
     reason = pd.Series("", index=df.index, dtype=object)
     detail = pd.Series("", index=df.index, dtype=object)
 
-    def flag(mask: pd.Series, code: str, what: pd.Series | str) -> None:
+    def flag(mask: pd.Series, code: str, what: Callable[[pd.Series], pd.Series] | str) -> None:
+        """Flag the rows of ``mask`` not flagged yet; ``what`` gives the detail of those rows alone."""
         mask = mask & (reason == "")
+        if not mask.any():
+            return
         reason[mask] = code
-        detail[mask] = what[mask] if isinstance(what, pd.Series) else what
+        detail[mask] = what(mask) if callable(what) else what
+
+    def text(column: str) -> Callable[[pd.Series], pd.Series]:
+        return lambda mask: _text(df[column][mask])
 
     pano_id = _text(df["pano_id"])
     lat = pd.to_numeric(df["lat"], errors="coerce").astype(float)
@@ -168,15 +185,15 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
     uri = _text(df["uri"])
 
     flag(pano_id == "", reasons.MISSING_PANO_ID, "pano_id is empty")
-    flag(~lat.between(-90, 90), reasons.BAD_LAT, "lat=" + _text(df["lat"]))
-    flag(~lon.between(-180, 180), reasons.BAD_LON, "lon=" + _text(df["lon"]))
+    flag(~lat.between(-90, 90), reasons.BAD_LAT, lambda m: "lat=" + text("lat")(m))
+    flag(~lon.between(-180, 180), reasons.BAD_LON, lambda m: "lon=" + text("lon")(m))
     flag((lat == 0) & (lon == 0), reasons.NULL_ISLAND, "lat=0 lon=0 is a placeholder position")
-    flag(heading.isna(), reasons.BAD_HEADING, "heading_deg=" + _text(df["heading_deg"]))
+    flag(heading.isna(), reasons.BAD_HEADING, lambda m: "heading_deg=" + text("heading_deg")(m))
     flag((heading < 0) | (heading >= 360), reasons.HEADING_OUT_OF_RANGE,
-         "heading_deg=" + _text(df["heading_deg"]) + " is outside [0, 360)")
+         lambda m: "heading_deg=" + text("heading_deg")(m) + " is outside [0, 360)")
     flag(date_status == reasons.MISSING_DATE, reasons.MISSING_DATE, "captured_at is empty")
     flag(date_status == reasons.BAD_DATE, reasons.BAD_DATE,
-         "captured_at=" + captured + " is not an ISO-8601 date")
+         lambda m: "captured_at=" + captured[m] + " is not an ISO-8601 date")
     flag(uri == "", reasons.MISSING_URI, "uri is empty")
 
     ok = (reason == "").to_numpy()
@@ -188,7 +205,7 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
     good["heading_deg"] = heading[ok]
     good["captured_at"] = captured[ok]
     good["year"] = year[ok]
-    good["uri"] = [resolve(u, base_dir) for u in uri[ok]]
+    good["uri"] = resolve_all(uri[ok].tolist(), base_dir)
     rejects = pd.DataFrame({"row": rows[~ok], "pano_id": pano_id[~ok].to_numpy(),
                             "reason": reason[~ok].to_numpy(), "detail": detail[~ok].to_numpy()},
                            columns=list(REJECT_COLUMNS))

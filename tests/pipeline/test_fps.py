@@ -75,3 +75,19 @@ def test_local_metres() -> None:
     assert m[1] == pytest.approx([111.2 * np.cos(np.radians(42.0)), 0.0], abs=0.2)
     wrap = local_metres(np.array([0.0]), np.array([-179.9995]), 0.0, 179.9995)
     assert wrap[0][0] == pytest.approx(111.2, abs=0.2)  # across the antimeridian
+
+
+def test_the_dense_path_chooses_what_the_incremental_path_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to DENSE_MAX points the distances are precomputed; the choices (ties included) must not change."""
+    from unigeo.pipeline import fps
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for n in (1, 2, 3, 5, 17, 100, fps.DENSE_MAX):
+        for trial in range(6):
+            pts = rng.normal(0, 50, (n, 2)).round(0 if trial % 2 else 6)  # whole metres: many ties
+            cases.append((pts, int(rng.integers(1, n + 2)), int(rng.integers(n))))
+    dense = [fps.farthest_point_sample(p, k, f) for p, k, f in cases]
+    monkeypatch.setattr(fps, "DENSE_MAX", 0)
+    for (p, k, f), got in zip(cases, dense):
+        np.testing.assert_array_equal(got, fps.farthest_point_sample(p, k, f))

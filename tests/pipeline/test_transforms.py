@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,8 +16,9 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from unigeo.core import reasons
-from unigeo.core.sample import SampleKey
+from unigeo.core.sample import LedgerRow, Reject, SampleKey
 from unigeo.pipeline.cells import cell_token, cover
+from unigeo.pipeline.locate import KEY_COLUMNS, PANO_COLUMNS, panos_of
 from unigeo.pipeline.shards import encode_sample
 from unigeo.pipeline.staging import stage_inputs
 from unigeo.pipeline.transforms import REJECTS, AssignCells, CoverMetros, ReadPanoramas, SelectPanoramas, WriteShards
@@ -33,6 +35,17 @@ def staged(folder: Path, metros: list[tuple[str, BaseGeometry]]) -> str:
     return stage_inputs(str(folder), [Metro(n, g, "test") for n, g in metros], None, None).metros
 
 
+def batch(panos: list[Pano]) -> pd.DataFrame:
+    """Panoramas as the batch the location stages pass along."""
+    return pd.DataFrame(panos, columns=PANO_COLUMNS)
+
+
+def keyed_rows(element: tuple[int, pd.DataFrame]) -> list[tuple[SampleKey, Pano]]:
+    df = element[1]
+    return [(SampleKey(m, c, s), p) for (m, c, s), p in zip(df[KEY_COLUMNS].itertuples(index=False, name=None),
+                                                            panos_of(df))]
+
+
 def pano(i: int, lat: float = 42.35, lon: float = -71.07, year: int = 2019) -> Pano:
     return Pano(i, f"p{i:03d}", lat, lon, 0.0, f"{year}-06-01", year, f"/x/p{i}.jpg")
 
@@ -47,9 +60,10 @@ def test_read_panoramas_across_row_groups(tmp_path: Path) -> None:
     expected = read_panorama_index(str(path))
     with TestPipeline() as p:
         out = p | ReadPanoramas(str(path), str(tmp_path))
-        assert_that(out["good"] | beam.Map(lambda x: (x.row, x.pano_id)),
+        assert_that(out["good"] | beam.FlatMap(panos_of) | beam.Map(lambda x: (x.row, x.pano_id)),
                     equal_to(list(zip(expected.good["row"], expected.good["pano_id"]))), label="good")
-        assert_that(out[REJECTS] | beam.Map(lambda r: (r.row, r.reason)),
+        assert_that(out[REJECTS] | beam.FlatMap(lambda rs: [Reject(*r) for r in rs])
+                    | beam.Map(lambda r: (r.row, r.reason)),
                     equal_to([(1, reasons.BAD_DATE), (2, reasons.DUPLICATE_ID_CONFLICT), (6, reasons.DUPLICATE_ROW),
                               (7, reasons.DUPLICATE_ID_CONFLICT)]), label="rejects")
     assert sorted(expected.good["row"]) == [0, 3, 4, 5]
@@ -59,12 +73,13 @@ def test_assign_cells_keys_and_rejects(tmp_path: Path) -> None:
     metros = staged(tmp_path, [("boston", METRO)])
     inputs = [pano(0), pano(1, year=2023), pano(2, lat=42.5), pano(3, year=2015)]
     with TestPipeline() as p:
-        out = p | beam.Create(inputs) | AssignCells(metros, 16, 2023, (2017, 2024))
+        out = p | beam.Create([batch(inputs)]) | AssignCells(metros, 16, 2023, (2017, 2024))
         cell = cell_token(42.35, -71.07, 16)
-        assert_that(out.keyed | beam.Map(lambda kv: (kv[0], kv[1].row)),
+        assert_that(out.keyed | beam.FlatMap(keyed_rows) | beam.Map(lambda kv: (kv[0], kv[1].row)),
                     equal_to([(SampleKey("boston", cell, "train"), 0), (SampleKey("boston", cell, "test"), 1)]),
                     label="keyed")
-        assert_that(out[REJECTS] | beam.Map(lambda r: (r.row, r.reason, r.metro)),
+        assert_that(out[REJECTS] | beam.FlatMap(lambda rs: [Reject(*r) for r in rs])
+                    | beam.Map(lambda r: (r.row, r.reason, r.metro)),
                     equal_to([(2, reasons.OUTSIDE_METROS, ""), (3, reasons.YEAR_OUT_OF_RANGE, "boston")]),
                     label="rejects")
 
@@ -74,18 +89,21 @@ def test_overlapping_metros_give_a_cell_to_the_first_one(tmp_path: Path) -> None
     # Inside b only, but its cell also touches a: a gets it.
     p0 = pano(0, lon=-71.0699)
     with TestPipeline() as p:
-        out = p | beam.Create([p0]) | AssignCells(metros, 14, 2023, (2017, 2024))
-        assert_that(out.keyed | beam.Map(lambda kv: kv[0].metro), equal_to(["a"]))
+        out = p | beam.Create([batch([p0])]) | AssignCells(metros, 14, 2023, (2017, 2024))
+        assert_that(out.keyed | beam.FlatMap(keyed_rows) | beam.Map(lambda kv: kv[0].metro), equal_to(["a"]))
 
 
 def test_select_keeps_max_panos_by_farthest_points() -> None:
     key = SampleKey("boston", cell_token(42.35, -71.07, 16), "train")
     group = [pano(i, lat=42.35 + (i % 4) * 2e-4, lon=-71.07 + (i // 4) * 2e-4) for i in range(12)]
     with TestPipeline() as p:
-        out = p | beam.Create([(key, x) for x in group]) | SelectPanoramas(max_panos=5, seed=0, level=16)
+        keyed = batch(group).assign(metro=key.metro, cell=key.cell, split=key.split)
+        out = p | beam.Create([(0, keyed.iloc[:5]), (0, keyed.iloc[5:])]) | SelectPanoramas(max_panos=5, seed=0,
+                                                                                              level=16)
         assert_that(out.samples | beam.Map(lambda kv: (kv[0], len(kv[1]["panoramas"]), kv[1]["panoramas_in_cell"])),
                     equal_to([(key, 5, 12)]), label="samples")
-        assert_that(out.ledger | beam.Map(lambda r: r.status) | beam.combiners.Count.PerElement(),
+        assert_that(out.ledger | beam.FlatMap(lambda rs: [LedgerRow(*r) for r in rs]) | beam.Map(lambda r: r.status)
+                    | beam.combiners.Count.PerElement(),
                     equal_to([("not_selected", 7)]), label="ledger")
 
 
@@ -93,7 +111,7 @@ def test_cover_metros_matches_the_pure_function(tmp_path: Path) -> None:
     geom = box(-71.075, 42.345, -71.065, 42.352)
     with TestPipeline() as p:
         cells = p | CoverMetros(staged(tmp_path, [("m", geom)]), 16, 12)
-        assert_that(cells | beam.Map(lambda c: c["cell"]), equal_to(cover(geom, 16)))
+        assert_that(cells | beam.FlatMap(lambda t: t.column("cell").to_pylist()), equal_to(cover(geom, 16)))
 
 
 def test_write_shards_bounds_and_reads_back(tmp_path: Path) -> None:
@@ -108,3 +126,32 @@ def test_write_shards_bounds_and_reads_back(tmp_path: Path) -> None:
     assert written == [f"m-train-00000{i}.{ext}" for i in range(3) for ext in ("stats.json", "tar")]
     stats0 = json.loads((tmp_path / "shards/train/m-train-000000.stats.json").read_text())
     assert stats0["first_key"] == "89e000_train" and stats0["bytes"] == (tmp_path / stats0["shard"]).stat().st_size
+
+
+def test_batched_assign_and_select_equal_the_per_row_functions() -> None:
+    """The batches the build passes give what ``assign`` and ``select`` give row by row, rejects included."""
+    from shapely import prepare
+
+    from unigeo.pipeline.locate import assign, assign_batch, select, select_batch
+
+    metros = [("a", box(-71.08, 42.34, -71.07, 42.36)), ("b", METRO)]
+    for _, g in metros:
+        prepare(g)
+    rng = np.random.default_rng(4)
+    n = 600
+    panos = [pano(i, lat=float(rng.uniform(42.335, 42.352)), lon=float(rng.uniform(-71.078, -71.062)),
+                  year=int(rng.integers(2014, 2027))) for i in range(n)]
+    keyed, rejects = assign_batch(batch(panos), metros, 16, 2023, (2017, 2024))
+    expected = [assign(p, metros, 16, 2023, (2017, 2024)) for p in panos]
+    assert rejects == [r for r in expected if isinstance(r, Reject)]
+    got_keys = [k for k, _ in keyed_rows((0, keyed))]
+    assert got_keys == [k for k in expected if isinstance(k, SampleKey)]
+    assert {"outside_metros", "year_out_of_range"} <= {r.reason for r in rejects}
+    assert {k.metro for k in got_keys} == {"a", "b"}
+    samples, ledger = select_batch(keyed.sample(frac=1.0, random_state=0), 2, 7, 16)  # any row order
+    groups: dict[SampleKey, list[Pano]] = {}
+    for key, p in keyed_rows((0, keyed)):
+        groups.setdefault(key, []).append(p)
+    want = [select(key, groups[key], 2, 7, 16) for key in sorted(groups)]
+    assert samples == [(key, s) for key, (s, _) in zip(sorted(groups), want)]
+    assert sorted(ledger) == sorted(row for _, rows in want for row in rows) and ledger

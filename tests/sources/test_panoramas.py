@@ -145,3 +145,12 @@ def test_chunks_number_rows_across_row_groups(tmp_path: Path) -> None:
     csv_chunks = index_chunks(str(tmp_path / "i.csv"))
     assert [(c.part, c.n_rows) for c in csv_chunks] == [(-1, -1)]
     assert [(o, len(d)) for o, d in read_chunk(csv_chunks[0], csv_rows=4)] == [(0, 4), (4, 3)]
+
+
+def test_resolving_many_paths_equals_resolving_each() -> None:
+    from unigeo.core.fileio import resolve, resolve_all
+
+    paths = ["a.jpg", "panos/a.jpg", "./a.jpg", "../a.jpg", "x/../a.jpg", "/abs/a.jpg", "gs://b/a.jpg", "a//b.jpg",
+             "dir/", "a/./b", ".hidden/a.jpg", "..x/a", "a..b/c", "file:///t/a"]
+    for base in ["/tmp/in", "/tmp/in/", "gs://bucket/idx", "rel/dir", "/", ".", "./sub"]:
+        assert resolve_all(paths, base) == [resolve(p, base) for p in paths], base

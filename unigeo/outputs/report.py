@@ -20,23 +20,39 @@ import pandas as pd
 import shapely
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PolyCollection
-from matplotlib.colors import Normalize
+from matplotlib.colors import LinearSegmentedColormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from unigeo.core.build_files import missing_files, read_cells, read_ledger, read_manifest, read_samples
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
-from unigeo.core.sample import KEPT, KIND_MEMBERS, NOT_SELECTED, REJECTED, TEST, TILE_MEMBERS, TRAIN
-from unigeo.outputs.readers import read_rejects
+from unigeo.core.sample import (
+    JSON,
+    KEPT,
+    KIND_MEMBERS,
+    NOT_SELECTED,
+    REJECTED,
+    TEST,
+    TEXT,
+    TILE_MEMBERS,
+    TRAIN,
+    crop_members,
+    decode_aerial,
+    decode_dsm,
+    tile_member,
+)
+from unigeo.outputs.readers import iter_shard, read_rejects
 from unigeo.outputs.report_html import render_html
 from unigeo.pipeline.cells import cell_polygon
 from unigeo.pipeline.fps import local_metres
 from unigeo.pipeline.staging import METROS, load_metros
 
 EXAMPLES = 3
-MAX_POLYGONS = 60_000  # above this many cells, maps draw centres instead of polygons
+MAX_POLYGONS = 5_000  # above this many cells in a metro, maps aggregate cells into hexagons
+HEX_GRID = 70  # hexagons across a metro's width in an aggregated map
 COLOURS = {TRAIN: "#2b8cbe", TEST: "#e6550d", "both": "#756bb1", "empty": "#e5e5e5"}
+SPLIT_CMAP = LinearSegmentedColormap.from_list("split", [COLOURS[TRAIN], COLOURS["both"], COLOURS[TEST]])
 
 
 def _png(fig: Figure) -> bytes:
@@ -93,9 +109,8 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
         tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
         nearest = tree.query_nearest(shapely.points(test["lon"].to_numpy(), test["lat"].to_numpy()),
                                      all_matches=False)[1]
-        d = np.array([float(np.hypot(*local_metres(np.array([la]), np.array([lo]), lat0, lon0)[0]))
-                      for la, lo, lat0, lon0 in zip(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
-                                                    test["lat"].to_numpy(), test["lon"].to_numpy())])
+        d = np.hypot(*local_metres(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
+                                   test["lat"].to_numpy(), test["lon"].to_numpy()).T)
         out["test_to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                           "p90": round(float(np.percentile(d, 90)), 1), "max": round(float(d.max()), 1)}
         out["_distances"] = d
@@ -121,37 +136,63 @@ def alignment(samples: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _cell_values(cells: pd.DataFrame, samples: pd.DataFrame, colour_by: str) -> np.ndarray:
+    """Per cell of ``cells``: kept panoramas (``panoramas``), or 0 train / 1 test / 0.5 both / NaN no sample
+    (``split``)."""
+    if colour_by == "split":
+        test = (samples["split"] == TEST).astype(float).groupby(samples["cell"]).mean()
+        return test.reindex(cells["cell"]).to_numpy(dtype=float)
+    return samples.groupby("cell")["panoramas"].sum().reindex(cells["cell"]).fillna(0).to_numpy(dtype=float)
+
+
 def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFrame, colour_by: str) -> bytes:
+    """A metro's cells coloured by split or by kept panoramas: cell polygons up to ``MAX_POLYGONS`` cells,
+    hexagons that aggregate cells above (a 50k-cell metro draws in well under a second)."""
     fig = Figure(figsize=(7, 7))
     ax = fig.subplots()
     tokens = cells["cell"].tolist()
-    by_cell = samples.groupby("cell")
+    values = _cell_values(cells, samples, colour_by)
+    lon, lat = cells["lon"].to_numpy(dtype=float), cells["lat"].to_numpy(dtype=float)
+    aggregate = len(tokens) > MAX_POLYGONS
     if colour_by == "split":
-        splits = by_cell["split"].agg(lambda s: "both" if s.nunique() > 1 else s.iloc[0])
-        colours = [COLOURS[splits[t]] if t in splits.index else COLOURS["empty"] for t in tokens]
         title = f"{name}: cells by split"
+        if aggregate:
+            title = f"{name}: test share of the sampled cells per hexagon ({len(tokens):,} cells)"
+            ax.hexbin(lon, lat, gridsize=HEX_GRID, mincnt=1, cmap=ListedColormap([COLOURS["empty"]]), linewidths=0)
+            have = ~np.isnan(values)
+            if have.any():
+                hb = ax.hexbin(lon[have], lat[have], C=values[have], gridsize=HEX_GRID, reduce_C_function=np.mean,
+                               cmap=SPLIT_CMAP, vmin=0, vmax=1, linewidths=0,
+                               extent=(lon.min(), lon.max(), lat.min(), lat.max()))
+                fig.colorbar(hb, ax=ax, shrink=0.7, label="share of sampled cells in test (0 train, 1 test)")
+        else:
+            kind = np.where(np.isnan(values), "empty",
+                            np.where(values == 0, TRAIN, np.where(values == 1, TEST, "both")))
+            colours = [COLOURS[k] for k in kind]
     else:
-        counts = by_cell["panoramas"].sum()
-        values = np.array([counts.get(t, 0) for t in tokens], dtype=float)
         cmap = matplotlib.colormaps["viridis"]
-        top = max(1.0, float(values.max())) if len(values) else 1.0
-        colours = [cmap(v / top) if v > 0 else COLOURS["empty"] for v in values]
-        title = f"{name}: kept panoramas per cell (max {int(top)})"
-        fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(0, top)), ax=ax, shrink=0.7, label="panoramas")
-    if len(tokens) <= MAX_POLYGONS:
+        if aggregate:
+            title = f"{name}: kept panoramas per hexagon ({len(tokens):,} cells)"
+            hb = ax.hexbin(lon, lat, C=values, gridsize=HEX_GRID, reduce_C_function=np.sum, cmap=cmap, mincnt=1,
+                           linewidths=0)
+            fig.colorbar(hb, ax=ax, shrink=0.7, label="panoramas")
+        else:
+            top = max(1.0, float(values.max())) if len(values) else 1.0
+            colours = [cmap(v / top) if v > 0 else COLOURS["empty"] for v in values]
+            title = f"{name}: kept panoramas per cell (max {int(top)})"
+            fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(0, top)), ax=ax, shrink=0.7, label="panoramas")
+    if not aggregate:
         polys = [np.asarray(cell_polygon(t).exterior.coords) for t in tokens]
         ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors="white", linewidths=0.2))
-    else:
-        ax.scatter(cells["lon"], cells["lat"], c=colours, s=2, marker="s")
     for part in shapely.get_parts(boundary):
         x, y = part.exterior.xy
         ax.plot(x, y, color="black", linewidth=1.2)
     ax.autoscale()
     ax.set_aspect(1 / np.cos(np.radians(float(cells["lat"].mean()) if len(cells) else 0.0)))
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    if colour_by == "split":
+    if colour_by == "split" and not aggregate:
         ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="lower right", fontsize=8)
     return _png(fig)
 
@@ -214,6 +255,73 @@ def warnings_for(headline: dict[str, Any], completeness: dict[str, Any], overlap
     return sorted(out, key=lambda w: order[w["level"]])
 
 
+GALLERY_PER_SPLIT = 4  # random samples per split the report shows whole
+GALLERY_PX = 192  # side of the gallery's aerial and DSM images
+GALLERY_CROPS = 4  # crops shown per sample
+
+
+def _jpeg(rgb: np.ndarray, px: int) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    img.thumbnail((px, px))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def shaded_dsm(dsm: np.ndarray, gsd: float, px: int = GALLERY_PX) -> bytes:
+    """A DSM as a hill-shaded, height-coloured JPEG (unknown heights grey)."""
+    from matplotlib.colors import LightSource
+
+    known = np.isfinite(dsm)
+    z = np.where(known, dsm, float(np.nanmin(dsm)) if known.any() else 0.0).astype(np.float64)
+    rgb = LightSource(azdeg=315, altdeg=45).shade(z, cmap=matplotlib.colormaps["terrain"], vert_exag=2, dx=gsd,
+                                                   dy=gsd, blend_mode="soft")[..., :3]
+    rgb[~known] = 0.6
+    return _jpeg((rgb * 255).round().astype(np.uint8), px)
+
+
+def gallery(out: str, manifest: dict[str, Any], per_split: int = GALLERY_PER_SPLIT
+            ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """A few samples per split, drawn at random (seeded by the build's seed) from one random shard of the
+    split, streamed once: their crops, aerial tile, shaded DSM and text. Returns the entries for
+    report.json and the images by file name."""
+    rng = np.random.default_rng(int(manifest.get("seed", 0)))
+    entries: list[dict[str, Any]] = []
+    images: dict[str, bytes] = {}
+    for split in (TRAIN, TEST):
+        shards = [s for s in manifest["shards"] if s["split"] == split and s["samples"] > 0]
+        if not shards:
+            continue
+        shard = shards[int(rng.integers(len(shards)))]
+        wanted = set(rng.choice(shard["samples"], min(per_split, shard["samples"]), replace=False).tolist())
+        for index, (key, members) in enumerate(iter_shard(join(out, shard["shard"]))):
+            if index > max(wanted):
+                break  # the rest of the shard is not read
+            if index not in wanted:
+                continue
+            meta = json.loads(members[JSON])
+            entry: dict[str, Any] = {"key": key, "split": split, "shard": shard["shard"], "lat": meta["lat"],
+                                     "lon": meta["lon"], "dates": meta.get("dates", {}),
+                                     "panoramas": len(meta["panoramas"]), "crops": [], "aerial": None, "dsm": None,
+                                     "text": members.get(TEXT, b"").decode("utf-8")}
+            for member in crop_members(meta)[:GALLERY_CROPS]:
+                if member in members:
+                    images[f"gallery_{key}_{member}"] = members[member]
+                    entry["crops"].append(f"gallery_{key}_{member}")
+            aerial, dsm = tile_member(members, "aerial"), tile_member(members, "dsm")
+            if aerial is not None:
+                images[f"gallery_{key}_aerial.jpg"] = _jpeg(decode_aerial(members[aerial]), GALLERY_PX)
+                entry["aerial"] = f"gallery_{key}_aerial.jpg"
+            if dsm is not None:
+                gsd = float((meta.get("dsm") or {}).get("gsd", 1.0))
+                images[f"gallery_{key}_dsm.jpg"] = shaded_dsm(decode_dsm(members[dsm]), gsd)
+                entry["dsm"] = f"gallery_{key}_dsm.jpg"
+            entries.append(entry)
+    return entries, images
+
+
 class IncompleteBuildError(UniGeoError):
     """A build folder lacks files its manifest lists."""
 
@@ -256,6 +364,7 @@ def build_report(out: str) -> dict[str, Any]:
     if distances is not None:
         figures["hist_test_to_train_m.png"] = _histogram(
             distances, bins=30, title="distance from each test cell to the nearest train cell", xlabel="metres")
+    shown, gallery_images = gallery(out, manifest)
     o = manifest["counts"]["overall"]
     year_counts = {str(y): int(n) for y, n in known["year"].value_counts().sort_index().items()}
     report: dict[str, Any] = {
@@ -280,13 +389,14 @@ def build_report(out: str) -> dict[str, Any]:
         "shards": [{"shard": sh["shard"], "split": sh["split"], "samples": sh["samples"], "bytes": sh["bytes"],
                     "sha256": sh["sha256"][:12]} for sh in manifest["shards"]],
         "figures": sorted(figures),
+        "gallery": shown,
     }
     report["warnings"] = warnings_for(report["headline"], report["completeness"], overlap,
                                       manifest["counts"].get("unassigned", {}))
     folder = join(out, "report")
-    for name, data in figures.items():
+    for name, data in {**figures, **gallery_images}.items():
         write_bytes(f"{folder}/{name}", data)
     write_bytes(f"{folder}/report.json", json.dumps(report, indent=2).encode())
-    html = render_html(report, {k: base64.b64encode(v).decode() for k, v in figures.items()})
+    html = render_html(report, {k: base64.b64encode(v).decode() for k, v in {**figures, **gallery_images}.items()})
     write_bytes(f"{folder}/index.html", html.encode())
     return report

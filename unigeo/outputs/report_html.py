@@ -20,6 +20,8 @@ TEMPLATE = """<!doctype html>
  .warn { border-left: 5px solid #d90; background: #fff6e0; padding: 4px 10px; margin: 4px 0; }
  .warn.error { border-color: #c33; background: #fde8e8; } .warn.note { border-color: #59c; background: #eef5fc; }
  .figs img { max-width: 100%; margin: 0.4em 0; display: block; } .muted { color: #777; font-size: 0.9em; }
+ .sample { border-top: 1px solid #eee; padding: 0.5em 0; } .sample .row img { height: 160px; margin: 2px; }
+ .sample .text { font-size: 0.9em; max-width: 900px; }
 </style>
 </head>
 <body>
@@ -56,6 +58,19 @@ TEMPLATE = """<!doctype html>
 <table><tr><th class="l">split</th><th>samples</th><th>panoramas</th></tr>
 {% for name, s in r.splits.items() %}<tr><td class="l">{{ name }}</td><td>{{ s.samples }}</td><td>{{ s.panoramas }}</td></tr>{% endfor %}
 </table>
+</section>
+
+<section id="gallery"><h2>Gallery</h2>
+<p class="muted">{{ r.gallery | length }} samples drawn at random (seeded by the build's seed) from one random
+ shard per split: every crop shown up to four, the aerial tile, the DSM shaded (grey: unknown height) and the text.</p>
+{% for g in r.gallery %}<div class="sample"><div class="muted"><b>{{ g.split }}</b> <code>{{ g.key }}</code>
+ ({{ '%.5f' % g.lat }}, {{ '%.5f' % g.lon }}), {{ g.panoramas }} panoramas{% if g.dates %}, {{ g.dates.first }} to
+ {{ g.dates.last }}{% endif %}; {{ g.shard }}</div>
+<div class="row">{% for c in g.crops %}<img alt="crop" src="data:image/jpeg;base64,{{ figs[c] }}">{% endfor %}
+{% if g.aerial %}<img alt="aerial" src="data:image/jpeg;base64,{{ figs[g.aerial] }}">{% else %}<span class="muted">no aerial</span>{% endif %}
+{% if g.dsm %}<img alt="dsm" src="data:image/jpeg;base64,{{ figs[g.dsm] }}">{% else %}<span class="muted">no DSM</span>{% endif %}</div>
+<p class="text">{{ g.text }}</p></div>
+{% else %}<p class="muted">no sample to show</p>{% endfor %}
 </section>
 
 <section id="maps" class="figs"><h2>Maps</h2>
