@@ -147,6 +147,8 @@ def parse_capture_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Ser
         import pyarrow.compute as pc
 
         found = pc.extract_regex(pa.array(text), CAPTURE_DATE.pattern)
+        if isinstance(found, pa.ChunkedArray):  # an empty or multi-chunk column
+            found = found.combine_chunks() if found.num_chunks else pa.array([], found.type)
         m = pd.Series(found.field("date").to_numpy(zero_copy_only=False), index=text.index, dtype=object)
     else:
         m = text.str.extract(CAPTURE_DATE)["date"]

@@ -100,7 +100,7 @@ def test_page_renders_in_headless_chromium(built: Path, tmp_path: Path) -> None:
     assert colours is not None and len(colours) > 50  # figures and tables, not a blank page
     dom = subprocess.run([browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000", "--dump-dom", url],
                          check=True, capture_output=True, timeout=120, text=True).stdout
-    for heading in ("Summary", "Splits", "Maps", "Distributions", "Rejects", "Modality completeness",
+    for heading in ("Summary", "Splits", "Gallery", "Maps", "Distributions", "Rejects", "Modality completeness",
                     "Train / test spatial overlap", "Alignment QA"):
         assert f">{heading}</h2>" in dom
     m = re.search(r'data-images="(\d+)" data-images-loaded="(\d+)"', dom)
@@ -127,3 +127,54 @@ def test_a_build_with_an_empty_test_split_still_gets_its_report(tiny_world: Path
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["overlap"]["test_cells"] == 0 and report["overlap"]["test_to_nearest_train_m"] is None
     assert (out / "report" / "index.html").is_file()
+
+
+def test_the_gallery_shows_real_samples_of_each_split(built: Path) -> None:
+    from unigeo.outputs.readers import iter_shard
+
+    report = json.loads((built / "report" / "report.json").read_text())
+    html = (built / "report" / "index.html").read_text()
+    gallery = report["gallery"]
+    assert {g["split"] for g in gallery} == {"train", "test"} and len(gallery) <= 8
+    samples = {key: members for s in json.loads((built / "manifest.json").read_text())["shards"]
+               for key, members in iter_shard(str(built / s["shard"]))}
+    for g in gallery:
+        members = samples[g["key"]]  # a sample of the build, shown with its own members
+        assert g["text"] == members["txt"].decode()
+        assert g["crops"] and all((built / "report" / c).read_bytes() == members[c.split(f"{g['key']}_")[1]]
+                                  for c in g["crops"])
+        for image in [*g["crops"], g["aerial"], g["dsm"]]:
+            with Image.open(built / "report" / image) as img:
+                assert img.format == "JPEG" and min(img.size) >= 64
+    assert html.count('src="data:image/jpeg;base64,') == sum(len(g["crops"]) + 2 for g in gallery)
+
+
+def test_maps_of_large_metros_aggregate_cells(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MAX_POLYGONS cells a map draws hexagons, never a polygon per cell."""
+    from unigeo.outputs import report as report_module
+
+    out = tmp_path / "b"
+    shutil.copytree(built, out)
+    monkeypatch.setattr(report_module, "MAX_POLYGONS", 10)
+
+    def no_polygons(token: str) -> None:
+        raise AssertionError("a map drew a cell polygon")
+
+    monkeypatch.setattr(report_module, "cell_polygon", no_polygons)
+    result = report_module.build_report(str(out))
+    assert {"map_split_riverton.png", "map_panoramas_riverton.png"} <= set(result["figures"])
+    with Image.open(out / "report" / "map_panoramas_riverton.png") as img:
+        assert len(img.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 20  # hexagons, not a blank map
+
+
+def test_cell_values_colour_maps_by_split_and_by_panoramas() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from unigeo.outputs.report import _cell_values
+
+    cells = pd.DataFrame({"cell": ["a", "b", "c", "d"]})
+    samples = pd.DataFrame({"cell": ["a", "b", "b", "c"], "split": ["train", "train", "test", "test"],
+                            "panoramas": [3, 2, 5, 1]})
+    np.testing.assert_array_equal(_cell_values(cells, samples, "split"), [0.0, 0.5, 1.0, np.nan])
+    np.testing.assert_array_equal(_cell_values(cells, samples, "panoramas"), [3, 7, 1, 0])
