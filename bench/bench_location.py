@@ -29,27 +29,15 @@ import pandas as pd
 import shapely
 
 from unigeo.cli.build import run_build
-from unigeo.core.fileio import parent
-from unigeo.core.sample import CELLS_SCHEMA
-from unigeo.pipeline.cells import cell_token, cover
+from unigeo.pipeline.cells import cell_token, cell_tokens, cover
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
-from unigeo.pipeline.job import pipeline_options, read_inputs
+from unigeo.pipeline.job import add_location_stages, pipeline_options, read_inputs, write_ledger_and_rejects
 from unigeo.pipeline.metrics import counters, inc_counter
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.split import split_of
 from unigeo.pipeline.staging import stage_inputs
-from unigeo.pipeline.transforms import (
-    LEDGER,
-    REJECTS,
-    AssignCells,
-    CoverMetros,
-    ReadPanoramas,
-    SelectPanoramas,
-    WriteLedger,
-    reject_lines,
-    rejects_to_ledger,
-)
-from unigeo.sources.panoramas import check_rows, drop_duplicates
+from unigeo.pipeline.transforms import LEDGER, location_parts, rejects_to_ledger
+from unigeo.sources.panoramas import check_rows, drop_duplicates, index_chunks
 
 CENTRE = (-71.06, 42.36)
 
@@ -110,8 +98,11 @@ def time_functions(folder: str, level: int, max_panos: int) -> dict[str, float]:
     out["split_s"] = time.perf_counter() - t
     good = good[[s is not None for s in splits]]
     t = time.perf_counter()
-    cells = [cell_token(la, lo, level) for la, lo in zip(good["lat"].to_numpy(), good["lon"].to_numpy())]
+    cells = cell_tokens(good["lat"].to_numpy(), good["lon"].to_numpy(), level)
     out["cell_ids_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    [cell_token(la, lo, level) for la, lo in zip(good["lat"].to_numpy()[:100_000], good["lon"].to_numpy()[:100_000])]
+    out["cell_ids_100k_point_by_point_s"] = time.perf_counter() - t  # s2sphere, one point at a time: not summed
     good = good.assign(cell=cells)
     t = time.perf_counter()
     for cell, g in good.groupby("cell", sort=False):
@@ -132,23 +123,16 @@ def run_location_stages(config: str, out: str, opts: BuildOptions, beam_args: li
     inputs = read_inputs(config)
     staged = stage_inputs(out, inputs.metros, None, None)
     p = beam.Pipeline(options=pipeline_options(beam_args))
-    read = ReadPanoramas(inputs.config.panoramas, parent(inputs.config.panoramas))
-    panos = p | "ReadPanoramas" >> read
-    assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
-                                                            opts.year_range, read.parts)
-    selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
-    selected.samples | "Count" >> beam.Map(lambda kv: inc_counter("bench", "samples"))
-    rejects = (panos[REJECTS], assigned[REJECTS]) | "Rejects" >> beam.Flatten()
-    rejects | "RejectsToJson" >> beam.FlatMap(reject_lines) | "WriteRejects" >> beam.io.WriteToText(
-        f"{out}/rejects/rejects", file_name_suffix=".jsonl")
-    ((selected[LEDGER], rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger))
-     | "Ledger" >> beam.Flatten() | "WriteLedger" >> WriteLedger(f"{out}/ledger/ledger"))
-    (p | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
-     | "WriteCells" >> beam.io.WriteToParquetBatched(f"{out}/cells/cells", CELLS_SCHEMA, file_name_suffix=".parquet"))
+    located = add_location_stages(p, inputs.config, staged, opts, out)
+    located.selected.samples | "Count" >> beam.Map(lambda kv: inc_counter("bench", "samples"))
+    write_ledger_and_rejects(out, ledger=(located.selected[LEDGER],
+                                          located.rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger)),
+                             rejects=(located.rejects,))
     t = time.perf_counter()
     result = p.run()
     result.wait_until_finish()
-    return {"wall_s": round(time.perf_counter() - t, 1), "partitions": read.parts, "counters": counters(result)}
+    parts = location_parts(index_chunks(inputs.config.panoramas))
+    return {"wall_s": round(time.perf_counter() - t, 1), "partitions": parts, "counters": counters(result)}
 
 
 def compare_s2geometry(level: int) -> dict[str, object]:
@@ -205,7 +189,8 @@ def main(argv: list[str]) -> None:
     stages["samples"] = c.get("bench/samples", 0)
     stages["not_selected"] = c.get("select/not_selected", 0)
     report["location_stages"] = stages
-    floor = sum(v for k, v in report["functions"].items() if k.endswith("_s"))  # type: ignore[union-attr]
+    floor = sum(v for k, v in report["functions"].items()  # type: ignore[union-attr]
+                if k.endswith("_s") and "point_by_point" not in k)
     report["location_stages"]["vs_pure_functions"] = round(stages["wall_s"] / floor, 2)
     t = time.perf_counter()
     manifest = run_build(config, os.path.join(args.out, "build"), opts, beam_args)

@@ -86,41 +86,57 @@ def read_inputs(config_path: str) -> BuildInputs:
                        [open_raster(r, "dsm") for r in cfg.dsm], read_pois(cfg.pois) if cfg.pois else None)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions, out: str,
-                   aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
-    """Add the build job's transforms to ``p``; staged inputs are read on the workers."""
-    out = out.rstrip("/")
+@dataclass(frozen=True)
+class LocationStages:
+    """The location stages' outputs: selected samples (``samples``) with the not-selected ledger rows
+    (``LEDGER``), and the panoramas' rejects, in batches."""
+
+    selected: Any
+    rejects: Any
+
+
+def add_location_stages(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions,
+                        out: str) -> LocationStages:
+    """Ingest, duplicates, cells and split, farthest-point selection, and the covering with its sink."""
     read = ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
     panos = p | "ReadPanoramas" >> read
     assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
                                                             opts.year_range, read.parts)
     selected = assigned.keyed | "SelectPanoramas" >> SelectPanoramas(opts.max_panos, opts.seed, opts.level)
-    spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
-                      tuple((r.path, r.date.isoformat()) for r in aerial),
-                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois)
-    rendered = selected.samples | "RenderSamples" >> RenderSamples(spec)
-    (rendered[SUMMARY]
-     | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))
-
-    # Rejects and ledger rows travel as batches of plain tuples (one per index chunk, partition or sample).
-    pano_rejects = (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten()
-    other_rejects = (p
-                     | "PoiRejectsFile" >> beam.Create([staged.poi_rejects] if staged.poi_rejects else [])
-                     | "PoiRejects" >> beam.Map(lambda path: rows(poi_rejects(path))))
-    ((pano_rejects, rendered[REJECTS], other_rejects)
-     | "AllRejects" >> beam.Flatten()
-     | "RejectsToJson" >> beam.FlatMap(reject_lines)
-     | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
-    ledger = ((selected[LEDGER], rendered[LEDGER],
-               pano_rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger))
-              | "Ledger" >> beam.Flatten())
-    ledger | "WriteLedger" >> WriteLedger(f"{out}/ledger/ledger")
-
     (p
      | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
      | "WriteCells" >> beam.io.WriteToParquetBatched(f"{out}/cells/cells", CELLS_SCHEMA,
                                                     file_name_suffix=".parquet"))
+    return LocationStages(selected, (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten())
 
+
+def write_ledger_and_rejects(out: str, ledger: Iterable[Any], rejects: Iterable[Any]) -> None:
+    """The ledger and rejects sinks over batches (plain tuples: one per index chunk, partition or sample)."""
+    (tuple(rejects)
+     | "AllRejects" >> beam.Flatten()
+     | "RejectsToJson" >> beam.FlatMap(reject_lines)
+     | "WriteRejects" >> beam.io.WriteToText(f"{out}/rejects/rejects", file_name_suffix=".jsonl"))
+    tuple(ledger) | "Ledger" >> beam.Flatten() | "WriteLedger" >> WriteLedger(f"{out}/ledger/ledger")
+
+
+def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions, out: str,
+                   aerial: list[RasterSource], dsm: list[RasterSource]) -> None:
+    """Add the build job's transforms to ``p``; staged inputs are read on the workers."""
+    out = out.rstrip("/")
+    located = add_location_stages(p, cfg, staged, opts, out)
+    spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
+                      tuple((r.path, r.date.isoformat()) for r in aerial),
+                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois)
+    rendered = located.selected.samples | "RenderSamples" >> RenderSamples(spec)
+    (rendered[SUMMARY]
+     | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))
+    poi = (p
+           | "PoiRejectsFile" >> beam.Create([staged.poi_rejects] if staged.poi_rejects else [])
+           | "PoiRejects" >> beam.Map(lambda path: rows(poi_rejects(path))))
+    write_ledger_and_rejects(
+        out, ledger=(located.selected[LEDGER], rendered[LEDGER],
+                     located.rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger)),
+        rejects=(located.rejects, rendered[REJECTS], poi))
     (rendered.encoded
      | "WriteShards" >> WriteShards(out, opts.shard_max_samples, int(opts.shard_max_mb * 1024 * 1024)))
 

@@ -56,10 +56,17 @@ SPLIT_CMAP = LinearSegmentedColormap.from_list("split", [COLOURS[TRAIN], COLOURS
 
 
 def _png(fig: Figure) -> bytes:
-    """PNG bytes of a figure (matplotlib's object API: no pyplot state, no GUI backend)."""
+    """PNG bytes of a figure (matplotlib's object API: no pyplot state, no GUI backend), reduced to a
+    256-colour palette: a third of the bytes of the RGBA file, so a page of many metros stays small."""
+    from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
+    with Image.open(io.BytesIO(buf.getvalue())) as img:
+        small = img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def reject_summary(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
