@@ -129,3 +129,18 @@ def test_an_out_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["build", "--config", str(tmp_path / "sources.yaml"), "--out", str(afile)])
     assert result.exit_code != 0 and "is a file" in result.output and "Traceback" not in result.output
     assert afile.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_quiet_multi_process_builds_print_nothing_but_the_result(tiny_world: Path, tmp_path: Path) -> None:
+    """``-q`` holds for Beam's worker processes too: stderr stays empty, stdout holds the summary."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-m", "unigeo", "-q", "build", "--config", str(tiny_world / "sources.yaml"),
+                        "--out", str(out), "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr == ""
+    assert f"manifest: {out}/manifest.json" in r.stdout
