@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tarfile
 from collections.abc import Iterable
 from typing import IO, Any, NamedTuple
-
-from webdataset import TarWriter
 
 TAR_BLOCK = 512
 TAR_MTIME = 0.0  # fixed member times: same inputs, same bytes
@@ -93,10 +92,18 @@ class _HashingWriter(io.RawIOBase):
 
 
 def write_tar(sink: IO[bytes], samples: Iterable[EncodedSample]) -> tuple[int, str]:
-    """Write samples (sorted by key) as a WebDataset tar into ``sink``; return (bytes, sha256)."""
+    """Write samples (sorted by key) as a WebDataset tar into ``sink``; return (bytes, sha256).
+
+    Members ``{key}.{extension}`` in extension order, with fixed owner, mode and mtime (a PAX record holds
+    the float mtime): byte for byte what webdataset's ``TarWriter`` writes, with the standard library, so
+    that workers never import webdataset (which imports torch).
+    """
     hashing = _HashingWriter(sink)
-    writer = TarWriter(hashing, user="unigeo", group="unigeo", mode=0o444, encoder=False, mtime=TAR_MTIME)
-    for sample in sorted(samples, key=lambda s: s.key):
-        writer.write({"__key__": sample.key, **dict(sample.members)})
-    writer.close()
+    with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for sample in sorted(samples, key=lambda s: s.key):
+            for ext, data in sorted(sample.members):
+                info = tarfile.TarInfo(f"{sample.key}.{ext}")
+                info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o444
+                info.uname = info.gname = "unigeo"
+                tar.addfile(info, io.BytesIO(data))
     return hashing.size, hashing.sha256.hexdigest()

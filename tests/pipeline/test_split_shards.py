@@ -65,3 +65,25 @@ def test_nbytes_bounds_the_tar_size() -> None:
     size, _ = write_tar(buf, s)
     payload = sum(x.nbytes for x in s)
     assert payload <= size <= payload + 2 * 10240  # end-of-archive blocks and record padding
+
+
+def test_shards_are_byte_for_byte_what_webdataset_writes() -> None:
+    """Workers write tars with the standard library; readers expect webdataset's layout."""
+    import hashlib
+    import io
+
+    from webdataset import TarWriter
+
+    from unigeo.pipeline.shards import TAR_MTIME, encode_sample, write_tar
+
+    samples = [encode_sample("m", "train", f"89e{i:03d}_train",
+                             {"json": {"i": i, "name": "é"}, "txt": f"place {i}".encode(),
+                              "sv.000.jpg": bytes(range(i)), "dsm.npy": b"\x00" * (700 * i)}) for i in (3, 1, 2)]
+    ours = io.BytesIO()
+    size, sha = write_tar(ours, samples)
+    theirs = io.BytesIO()
+    with TarWriter(theirs, user="unigeo", group="unigeo", mode=0o444, encoder=False, mtime=TAR_MTIME) as w:
+        for s in sorted(samples, key=lambda s: s.key):
+            w.write({"__key__": s.key, **dict(s.members)})
+    assert ours.getvalue() == theirs.getvalue()
+    assert size == len(theirs.getvalue()) and sha == hashlib.sha256(theirs.getvalue()).hexdigest()

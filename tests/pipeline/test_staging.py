@@ -52,7 +52,7 @@ def test_a_million_pois_leave_the_job_graph_under_1_mb(tiny_world: Path, tmp_pat
     assert index is not None and len(index.ids) == N_POIS
 
 
-def test_workers_do_not_import_geopandas_or_pyrosm(tiny_world: Path, tmp_path: Path) -> None:
+def test_workers_do_not_import_geopandas_pyrosm_or_torch(tiny_world: Path, tmp_path: Path) -> None:
     """Unpickle every DoFn of the job in a fresh interpreter, as a worker does, and list what it imports
     beyond Beam itself (Beam with its GCP extra may import geopandas on its own)."""
     proto = tmp_path / "pipeline.pb"
@@ -65,7 +65,7 @@ def test_workers_do_not_import_geopandas_or_pyrosm(tiny_world: Path, tmp_path: P
         f"proto = beam_runner_api_pb2.Pipeline.FromString(open({str(proto)!r}, 'rb').read())\n"
         "before = set(sys.modules)\n"
         "p = beam.Pipeline.from_runner_api(proto, beam.runners.DirectRunner(), PipelineOptions([]))\n"
-        "loaded = [m for m in ('geopandas', 'pyrosm', 'matplotlib', 'unigeo.pipeline.job')\n"
+        "loaded = [m for m in ('geopandas', 'pyrosm', 'matplotlib', 'torch', 'webdataset', 'unigeo.pipeline.job')\n"
         "          if m in sys.modules and m not in before]\n"
         "print('imported:', loaded, 'unigeo modules:', sum(m.startswith('unigeo.pipeline.') for m in sys.modules))\n"
     )
