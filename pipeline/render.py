@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image
 from rasterio.errors import RasterioIOError
@@ -138,6 +139,9 @@ class SampleRenderer:
         self.stacks: dict[str, RasterStack] = {}
         if opts is not None:
             Image.MAX_IMAGE_PIXELS = opts.max_pixels
+            # Beam runs one work item per harness thread; OpenCV's own pool beside it only spins (CPU
+            # time above wall time with one busy thread), so remaps run on the calling thread.
+            cv2.setNumThreads(1)
             self.stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
 
     def close(self) -> None:
