@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from rasterio.errors import RasterioIOError
+from threadpoolctl import threadpool_limits
 
 from unigeo.core import reasons
 from unigeo.core.fileio import is_url, read_bytes
@@ -139,9 +140,11 @@ class SampleRenderer:
         self.stacks: dict[str, RasterStack] = {}
         if opts is not None:
             Image.MAX_IMAGE_PIXELS = opts.max_pixels
-            # Beam runs one work item per harness thread; OpenCV's own pool beside it only spins (CPU
-            # time above wall time with one busy thread), so remaps run on the calling thread.
+            # Beam runs one work item per harness thread; OpenCV's pool and OpenBLAS's threads beside it
+            # only spin (OpenBLAS's busy-wait after each small matrix product made CPU time 1.3-2x the
+            # wall time of a busy thread), so both run on the calling thread.
             cv2.setNumThreads(1)
+            threadpool_limits(1, user_api="blas")
             self.stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
 
     def close(self) -> None:

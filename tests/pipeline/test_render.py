@@ -154,3 +154,17 @@ def test_every_reject_reason_has_a_test() -> None:
     tests = "".join(p.read_text() for p in Path(__file__).resolve().parents[1].rglob("test_*.py"))
     untested = [n for n in names if f"reasons.{n}" not in tests and getattr(reasons, n) not in tests]
     assert not untested
+
+
+def test_a_worker_renders_on_its_own_thread_without_spinning_pools(tmp_path: Path) -> None:
+    """OpenCV's pool and OpenBLAS's threads would busy-wait beside each Beam work item."""
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    aerial, dsm = rasters(tmp_path)
+    renderer = SampleRenderer(OPTS, 0, 2023, YEARS, aerial, dsm, TemplateGenerator(), 300.0, 12, None)
+    try:
+        assert cv2.getNumThreads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    finally:
+        renderer.close()
