@@ -251,3 +251,15 @@ def test_grey_and_cmyk_panoramas_render_as_from_the_full_frame() -> None:
         finally:
             crops.REGION_DECODE = True
         assert render_crops(jpeg, HEADING, params, 128) == full, mode
+
+
+def test_progressive_panoramas_render_as_from_the_full_frame() -> None:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo_jpeg(2048))).save(buf, format="JPEG", quality=88, progressive=True)
+    params = [CropParams(45.0, 5.0, 90.0), CropParams(200.0, -10.0, 60.0)]
+    try:
+        crops.REGION_DECODE = False
+        full = render_crops(buf.getvalue(), HEADING, params, 128)
+    finally:
+        crops.REGION_DECODE = True
+    assert render_crops(buf.getvalue(), HEADING, params, 128) == full
