@@ -142,9 +142,6 @@ class Region(NamedTuple):
     y0: int
     y1: int
 
-    def share(self, pano_w: int, pano_h: int) -> float:
-        return (self.x1 - self.x0) * (self.y1 - self.y0) / (pano_w * pano_h)
-
 
 def crop_region(maps: list[tuple[np.ndarray, np.ndarray]], pano_w: int, pano_h: int) -> Region:
     """The rectangle of a ``pano_w`` x ``pano_h`` panorama that crops with these ``crop_map`` maps sample.

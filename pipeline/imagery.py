@@ -19,6 +19,7 @@ from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.options import ImageryOptions, TextOptions
 from unigeo.pipeline.render import SampleRenderer
 from unigeo.pipeline.staging import load_poi_index
+from unigeo.pipeline.types import rows
 
 LEDGER = "ledger"
 REJECTS = "rejects"
@@ -63,9 +64,9 @@ class _RenderSample(beam.DoFn):
         for stage, name, n in outcome.counts:
             inc_counter(stage, name, n)
         if outcome.rejects:  # batches of plain tuples, as the location stages pass them
-            yield TaggedOutput(REJECTS, [tuple(r) for r in outcome.rejects])
+            yield TaggedOutput(REJECTS, rows(outcome.rejects))
         if outcome.ledger:
-            yield TaggedOutput(LEDGER, [tuple(r) for r in outcome.ledger])
+            yield TaggedOutput(LEDGER, rows(outcome.ledger))
         if outcome.summary is not None:
             yield TaggedOutput(SUMMARY, outcome.summary)
         if outcome.encoded is not None:

@@ -41,8 +41,8 @@ from unigeo.pipeline.transforms import (
     WriteShards,
     reject_lines,
     rejects_to_ledger,
-    rows,
 )
+from unigeo.pipeline.types import rows
 from unigeo.sources.config import SourcesConfig, load_config
 from unigeo.sources.metros import Metro, read_boundary
 from unigeo.sources.panoramas import index_chunks

@@ -22,6 +22,27 @@ from unigeo.pipeline.types import Pano
 Metros = Sequence[tuple[str, BaseGeometry]]  # (name, prepared EPSG:4326 geometry), in config order
 
 
+def _outside(p: Pano, metros: Metros) -> Reject:
+    names = [n for n, _ in metros]
+    return Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS, f"({p.lat}, {p.lon}) lies in none of {names}",
+                  dict(p.as_json()), p.row)
+
+
+def _out_of_range(p: Pano, metro: str, cell: str, holdout_year: int, years: tuple[int, int]) -> Reject:
+    return Reject("panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
+                  f"captured in {p.year}; the build takes {years[0]}-{years[1]} and holdout {holdout_year}",
+                  dict(p.as_json()), p.row, metro, cell)
+
+
+def _owner(cell: str, first: int, metros: Metros) -> int:
+    """The metro a cell belongs to: the first (config order) it touches, at most ``first``, the first metro
+    holding the panorama."""
+    if first == 0:
+        return 0
+    poly = cell_polygon(cell)
+    return next(i for i in range(first + 1) if metros[i][1].intersects(poly))
+
+
 def assign(p: Pano, metros: Metros, level: int, holdout_year: int, years: tuple[int, int]) -> SampleKey | Reject:
     """The sample a panorama belongs to, or why it belongs to none.
 
@@ -31,20 +52,12 @@ def assign(p: Pano, metros: Metros, level: int, holdout_year: int, years: tuple[
     """
     inside = [i for i, (_, g) in enumerate(metros) if shapely.contains_xy(g, p.lon, p.lat)]
     if not inside:
-        names = [n for n, _ in metros]
-        return Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS, f"({p.lat}, {p.lon}) lies in none of {names}",
-                      dict(p.as_json()), p.row)
+        return _outside(p, metros)
     cell = cell_token(p.lat, p.lon, level)
     split = split_of(p.year, holdout_year, years)
     if split is None:
-        return Reject("panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
-                      f"captured in {p.year}; the build takes {years[0]}-{years[1]} and holdout {holdout_year}",
-                      dict(p.as_json()), p.row, metros[inside[0]][0], cell)
-    metro = inside[0]
-    if metro > 0:
-        poly = cell_polygon(cell)
-        metro = next(i for i in range(metro + 1) if metros[i][1].intersects(poly))
-    return SampleKey(metros[metro][0], cell, split)
+        return _out_of_range(p, metros[inside[0]][0], cell, holdout_year, years)
+    return SampleKey(metros[_owner(cell, inside[0], metros)][0], cell, split)
 
 
 def select(key: SampleKey, panos: Sequence[Pano], max_panos: int, seed: int, level: int,
@@ -109,31 +122,20 @@ def assign_batch(df: pd.DataFrame, metros: Metros, level: int, holdout_year: int
     split_by_year = {y: split_of(int(y), holdout_year, years) for y in pd.unique(df["year"])}
     splits = df["year"].map(split_by_year).to_numpy(dtype=object)
     in_range = inside & pd.notna(splits)
-    rejects: list[Reject] = []
     bad = np.flatnonzero(~in_range)
-    if bad.size:
-        names = [name for name, _ in metros]
-        for i, p in zip(bad.tolist(), panos_of(df.iloc[bad])):
-            if first[i] < 0:
-                rejects.append(Reject("panorama", p.pano_id, reasons.OUTSIDE_METROS,
-                                      f"({p.lat}, {p.lon}) lies in none of {names}", dict(p.as_json()), p.row))
-            else:
-                rejects.append(Reject("panorama", p.pano_id, reasons.YEAR_OUT_OF_RANGE,
-                                      f"captured in {p.year}; the build takes {years[0]}-{years[1]} and holdout "
-                                      f"{holdout_year}", dict(p.as_json()), p.row, metros[first[i]][0], cells[i]))
+    rejects = [_outside(p, metros) if first[i] < 0 else
+               _out_of_range(p, metros[first[i]][0], cells[i], holdout_year, years)
+               for i, p in zip(bad.tolist(), panos_of(df.iloc[bad]))]
     metro = first[in_range]
     kept_cells = cells[in_range]
-    later = np.flatnonzero(metro > 0)
-    if later.size:  # a cell belongs to the first metro it touches, even where the point lies in a later one
-        owner: dict[tuple[str, int], int] = {}
-        for j in later.tolist():
-            key = (kept_cells[j], int(metro[j]))
-            if key not in owner:
-                poly = cell_polygon(key[0])
-                owner[key] = next(i for i in range(key[1] + 1) if metros[i][1].intersects(poly))
-            metro[j] = owner[key]
-    names_arr = np.array([name for name, _ in metros], dtype=object)
-    keyed = df[in_range].assign(metro=names_arr[metro] if len(metro) else [], cell=kept_cells, split=splits[in_range])
+    owner: dict[tuple[str, int], int] = {}  # one polygon test per (cell, first metro)
+    for j in np.flatnonzero(metro > 0).tolist():
+        key = (kept_cells[j], int(metro[j]))
+        if key not in owner:
+            owner[key] = _owner(*key, metros)
+        metro[j] = owner[key]
+    names = np.array([name for name, _ in metros], dtype=object)
+    keyed = df[in_range].assign(metro=names[metro], cell=kept_cells, split=splits[in_range])
     return keyed.reset_index(drop=True), rejects
 
 

@@ -42,6 +42,7 @@ from unigeo.pipeline.locate import PANO_COLUMNS, assign_batch, panos_of, partiti
 from unigeo.pipeline.metrics import inc_counter
 from unigeo.pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
 from unigeo.pipeline.staging import load_metros
+from unigeo.pipeline.types import RowBatch, rows
 from unigeo.sources.panoramas import (
     DUPLICATE_VALUES,
     IndexChunk,
@@ -70,15 +71,7 @@ def _raw(record: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- panoramas in
 # Panoramas travel as DataFrame batches (``locate.PANO_COLUMNS``) keyed by a partition number, rejects and
-# ledger rows as lists of plain tuples (the fields of ``Reject`` / ``LedgerRow``: Beam encodes plain tuples
-# natively, named tuples by pickling, 3x slower): a million rows make a few thousand elements, not millions.
-
-RowBatch = list[tuple[Any, ...]]
-
-
-def rows(records: Iterable[tuple[Any, ...]]) -> RowBatch:
-    """Named tuples (``Reject``, ``LedgerRow``) as the plain tuples batches carry."""
-    return [tuple(r) for r in records]
+# ledger rows as ``types.RowBatch``es: a million rows make a few thousand elements, not millions.
 
 ROWS_PER_PART = 25_000  # rows a partition of the location stages holds on average
 
@@ -143,7 +136,7 @@ class _ResolveDuplicates(beam.DoFn):
 @dataclass(eq=False)
 class ReadPanoramas(beam.PTransform):
     """Panorama index -> valid, de-duplicated panoramas (``good``: DataFrame batches of ``PANO_COLUMNS``)
-    and lists of ``Reject`` (``rejects``).
+    and batches of rejects (``rejects``: ``Reject`` fields as plain tuples).
 
     The index is split into chunks when the pipeline is built (a bad or incomplete index fails then);
     ``parts`` partitions by pano_id bring every row of one id together for the duplicate check.
@@ -208,7 +201,7 @@ class _Assign(beam.DoFn):
 class AssignCells(beam.PTransform):
     """Panorama batches -> ``(partition, batch)`` with ``metro``, ``cell`` and ``split`` columns, every row of
     a cell in the same partition (``keyed``); panoramas outside every metro or out of the year range are
-    rejected (lists of ``Reject``)."""
+    rejected (batches of ``Reject`` fields as plain tuples)."""
 
     metros: str  # the staged metros (pipeline.staging), loaded on the workers
     level: int
@@ -249,8 +242,9 @@ class _Select(beam.DoFn):
 @dataclass(eq=False)
 class SelectPanoramas(beam.PTransform):
     """``(partition, batch)`` -> one ``(SampleKey, sample json)`` per key with up to ``max_panos``
-    panoramas chosen by farthest-point sampling, and lists of ``not_selected`` ``LedgerRow``s for the
-    others (``ledger``); the imagery stage writes the selected panoramas' rows."""
+    panoramas chosen by farthest-point sampling, and batches of ``not_selected`` ledger rows (``LedgerRow``
+    fields as plain tuples) for the others (``ledger``); the imagery stage writes the selected panoramas'
+    rows."""
 
     max_panos: int
     seed: int
@@ -290,7 +284,7 @@ def ledger_table(batch: RowBatch) -> pa.Table:
 
 
 class _LedgerTables(beam.DoFn):
-    """Lists of ledger rows -> Arrow tables of up to ``TABLE_ROWS`` rows (at least one per bundle)."""
+    """Batches of ledger rows -> Arrow tables of up to ``TABLE_ROWS`` rows (at least one per bundle)."""
 
     def start_bundle(self) -> None:
         self._rows: RowBatch = []

@@ -176,9 +176,6 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
         reason[mask] = code
         detail[mask] = what(mask) if callable(what) else what
 
-    def text(column: str) -> Callable[[pd.Series], pd.Series]:
-        return lambda mask: _text(df[column][mask])
-
     pano_id = _text(df["pano_id"])
     lat = pd.to_numeric(df["lat"], errors="coerce").astype(float)
     lon = pd.to_numeric(df["lon"], errors="coerce").astype(float)
@@ -187,12 +184,12 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
     uri = _text(df["uri"])
 
     flag(pano_id == "", reasons.MISSING_PANO_ID, "pano_id is empty")
-    flag(~lat.between(-90, 90), reasons.BAD_LAT, lambda m: "lat=" + text("lat")(m))
-    flag(~lon.between(-180, 180), reasons.BAD_LON, lambda m: "lon=" + text("lon")(m))
+    flag(~lat.between(-90, 90), reasons.BAD_LAT, lambda m: "lat=" + _text(df["lat"][m]))
+    flag(~lon.between(-180, 180), reasons.BAD_LON, lambda m: "lon=" + _text(df["lon"][m]))
     flag((lat == 0) & (lon == 0), reasons.NULL_ISLAND, "lat=0 lon=0 is a placeholder position")
-    flag(heading.isna(), reasons.BAD_HEADING, lambda m: "heading_deg=" + text("heading_deg")(m))
+    flag(heading.isna(), reasons.BAD_HEADING, lambda m: "heading_deg=" + _text(df["heading_deg"][m]))
     flag((heading < 0) | (heading >= 360), reasons.HEADING_OUT_OF_RANGE,
-         lambda m: "heading_deg=" + text("heading_deg")(m) + " is outside [0, 360)")
+         lambda m: "heading_deg=" + _text(df["heading_deg"][m]) + " is outside [0, 360)")
     flag(date_status == reasons.MISSING_DATE, reasons.MISSING_DATE, "captured_at is empty")
     flag(date_status == reasons.BAD_DATE, reasons.BAD_DATE,
          lambda m: "captured_at=" + captured[m] + " is not an ISO-8601 date")
