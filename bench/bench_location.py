@@ -36,8 +36,8 @@ from unigeo.pipeline.metrics import counters, inc_counter
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.split import split_of
 from unigeo.pipeline.staging import stage_inputs
-from unigeo.pipeline.transforms import LEDGER, location_parts, rejects_to_ledger
-from unigeo.sources.panoramas import check_rows, drop_duplicates, index_chunks
+from unigeo.pipeline.transforms import LEDGER, rejects_to_ledger
+from unigeo.sources.panoramas import check_rows, drop_duplicates
 
 CENTRE = (-71.06, 42.36)
 
@@ -131,8 +131,7 @@ def run_location_stages(config: str, out: str, opts: BuildOptions, beam_args: li
     t = time.perf_counter()
     result = p.run()
     result.wait_until_finish()
-    parts = location_parts(index_chunks(inputs.config.panoramas))
-    return {"wall_s": round(time.perf_counter() - t, 1), "partitions": parts, "counters": counters(result)}
+    return {"wall_s": round(time.perf_counter() - t, 1), "partitions": located.parts, "counters": counters(result)}
 
 
 def compare_s2geometry(level: int) -> dict[str, object]:

@@ -89,10 +89,11 @@ def read_inputs(config_path: str) -> BuildInputs:
 @dataclass(frozen=True)
 class LocationStages:
     """The location stages' outputs: selected samples (``samples``) with the not-selected ledger rows
-    (``LEDGER``), and the panoramas' rejects, in batches."""
+    (``LEDGER``), and the panoramas' rejects, in batches; ``parts``: partitions of the panorama index."""
 
     selected: Any
     rejects: Any
+    parts: int
 
 
 def add_location_stages(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions,
@@ -107,7 +108,8 @@ def add_location_stages(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInpu
      | "CoverMetros" >> CoverMetros(staged.metros, opts.level, opts.cover_parent_level)
      | "WriteCells" >> beam.io.WriteToParquetBatched(f"{out}/cells/cells", CELLS_SCHEMA,
                                                     file_name_suffix=".parquet"))
-    return LocationStages(selected, (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten())
+    return LocationStages(selected, (panos[REJECTS], assigned[REJECTS]) | "PanoramaRejects" >> beam.Flatten(),
+                          read.parts)
 
 
 def write_ledger_and_rejects(out: str, ledger: Iterable[Any], rejects: Iterable[Any]) -> None:
