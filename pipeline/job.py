@@ -27,6 +27,7 @@ from unigeo.core.fileio import parent
 from unigeo.core.sample import CELLS_SCHEMA, SAMPLES_SCHEMA
 from unigeo.pipeline.cells import estimate_cells
 from unigeo.pipeline.imagery import SUMMARY, RenderSamples, RenderSpec
+from unigeo.pipeline.local import LocalRunner, is_direct
 from unigeo.pipeline.metrics import counters
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.staging import StagedInputs, poi_rejects, stage_inputs
@@ -232,7 +233,7 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",
              inputs.config.path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
-    p = beam.Pipeline(options=options)
+    p = beam.Pipeline(runner=LocalRunner(options) if is_direct(runner) else None, options=options)
     build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()

@@ -144,13 +144,14 @@ def test_audit_catches_a_missing_shard_and_a_bad_manifest(built: Path, tmp_path:
 def test_same_inputs_same_shard_bytes_on_every_runner_mode(built: Path, tiny_world: Path, tmp_path: Path) -> None:
     again = build(tiny_world, tmp_path / "again")
     multi = build(tiny_world, tmp_path / "multi", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    threads = build(tiny_world, tmp_path / "threads", "--direct_running_mode=multi_threading", "--direct_num_workers=2")
     first = json.loads((built / "manifest.json").read_text())
 
     def digests(m: dict) -> list[tuple[str, str]]:
         return [(s["shard"], s["sha256"]) for s in m["shards"]]
 
-    assert digests(again) == digests(first) == digests(multi)
-    assert audit(tmp_path / "multi")[0] == 0
+    assert digests(again) == digests(first) == digests(multi) == digests(threads)
+    assert audit(tmp_path / "multi")[0] == 0 and audit(tmp_path / "threads")[0] == 0
 
 
 def test_a_rebuild_replaces_earlier_outputs(built: Path, tiny_world: Path, tmp_path: Path) -> None:
