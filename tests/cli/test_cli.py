@@ -144,3 +144,23 @@ def test_quiet_multi_process_builds_print_nothing_but_the_result(tiny_world: Pat
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""
     assert f"manifest: {out}/manifest.json" in r.stdout
+
+
+@pytest.mark.slow
+def test_verbose_build_logs_the_stages_not_each_operation(tiny_world: Path, tmp_path: Path) -> None:
+    """``-v``: our debug lines and Beam's INFO (one line per stage), none of its per-operation DEBUG lines
+    or its note on each string type hint, nor Pillow's PNG chunks; ``-vv`` adds Beam's DEBUG."""
+    import subprocess
+    import sys
+
+    def stderr(*flags: str) -> str:
+        out = tmp_path / f"b{len(flags)}"
+        r = subprocess.run([sys.executable, "-m", "unigeo", *flags, "build", "--config", str(tiny_world / "sources.yaml"),
+                            "--out", str(out)], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stderr
+
+    v, vv = stderr("-v"), stderr("-v", "-v")
+    assert "building " in v and "Running bundle for stage" not in v and "Converting string literal" not in v
+    assert "start <DoOperation" not in v and "STREAM b" not in v and "start <DoOperation" in vv
+    assert "Converting string literal" not in vv

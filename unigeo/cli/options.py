@@ -18,7 +18,7 @@ synth_size_option = click.option(
          "~1,950 locations: enough to train on).")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 
-_NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3")
+_NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3", "PIL")
 
 
 def _not_beam_import_noise(record: logging.LogRecord) -> bool:
@@ -27,7 +27,7 @@ def _not_beam_import_noise(record: logging.LogRecord) -> bool:
 
 
 def configure_logging(verbose: int, quiet: int) -> None:
-    """-v for debug, -q for warnings only; INFO by default."""
+    """-v for debug (Beam's INFO), -vv for Beam's DEBUG too, -q for warnings only; INFO by default."""
     level = max(logging.DEBUG, min(logging.ERROR, logging.INFO - 10 * verbose + 10 * quiet))
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for handler in logging.getLogger().handlers:
@@ -36,8 +36,12 @@ def configure_logging(verbose: int, quiet: int) -> None:
     logging.getLogger().setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
-    # Beam logs every bundle and warns about optional GCP clients: only with -v.
-    logging.getLogger("apache_beam").setLevel(level if verbose else logging.ERROR)
+    # Beam warns about optional GCP clients and logs every stage: its INFO with -v, its DEBUG (each
+    # operation of each bundle) with -vv. Its note on each string type hint (our modules' postponed
+    # annotations, which it reads as Any) is never shown.
+    beam_level = logging.ERROR if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.getLogger("apache_beam").setLevel(beam_level)
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(max(beam_level, logging.WARNING))
 
 
 def _count(ctx: click.Context, param: click.Parameter, value: int) -> int:
