@@ -155,8 +155,9 @@ def test_verbose_build_logs_the_stages_not_each_operation(tiny_world: Path, tmp_
 
     def stderr(*flags: str) -> str:
         out = tmp_path / f"b{len(flags)}"
-        r = subprocess.run([sys.executable, "-m", "unigeo", *flags, "build", "--config", str(tiny_world / "sources.yaml"),
-                            "--out", str(out)], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-m", "unigeo", *flags, "build", "--config",
+                            str(tiny_world / "sources.yaml"), "--out", str(out)],
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         return r.stderr
 
