@@ -1,4 +1,4 @@
-"""Each transform once in a TestPipeline, on small real inputs."""
+"""Each transform once in a TestPipeline on the build's local runner, on small real inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from shapely.geometry import box
@@ -18,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from unigeo.core import reasons
 from unigeo.core.sample import LedgerRow, Reject, SampleKey
 from unigeo.pipeline.cells import cell_token, cover
+from unigeo.pipeline.local import LocalRunner
 from unigeo.pipeline.locate import KEY_COLUMNS, PANO_COLUMNS, panos_of
 from unigeo.pipeline.shards import encode_sample
 from unigeo.pipeline.staging import stage_inputs
@@ -28,6 +30,11 @@ from unigeo.sources.panoramas import read_panorama_index
 
 ROW = {"pano_id": "p", "lat": 42.35, "lon": -71.07, "heading_deg": 10.0, "captured_at": "2019-05-01", "uri": "a.jpg"}
 METRO = box(-71.08, 42.34, -71.06, 42.36)
+
+
+def pipeline() -> TestPipeline:
+    """A test pipeline on ``LocalRunner``, the engine ``unigeo build`` runs locally."""
+    return TestPipeline(runner=LocalRunner(PipelineOptions([])))
 
 
 def staged(folder: Path, metros: list[tuple[str, BaseGeometry]]) -> str:
@@ -58,7 +65,7 @@ def test_read_panoramas_across_row_groups(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(pd.DataFrame(rows)), path, row_group_size=3)
     assert pq.ParquetFile(path).metadata.num_row_groups == 3
     expected = read_panorama_index(str(path))
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | ReadPanoramas(str(path), str(tmp_path))
         assert_that(out["good"] | beam.FlatMap(panos_of) | beam.Map(lambda x: (x.row, x.pano_id)),
                     equal_to(list(zip(expected.good["row"], expected.good["pano_id"]))), label="good")
@@ -72,7 +79,7 @@ def test_read_panoramas_across_row_groups(tmp_path: Path) -> None:
 def test_assign_cells_keys_and_rejects(tmp_path: Path) -> None:
     metros = staged(tmp_path, [("boston", METRO)])
     inputs = [pano(0), pano(1, year=2023), pano(2, lat=42.5), pano(3, year=2015)]
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | beam.Create([batch(inputs)]) | AssignCells(metros, 16, 2023, (2017, 2024))
         cell = cell_token(42.35, -71.07, 16)
         assert_that(out.keyed | beam.FlatMap(keyed_rows) | beam.Map(lambda kv: (kv[0], kv[1].row)),
@@ -88,7 +95,7 @@ def test_overlapping_metros_give_a_cell_to_the_first_one(tmp_path: Path) -> None
     metros = staged(tmp_path, [("a", box(-71.08, 42.34, -71.07, 42.36)), ("b", METRO)])
     # Inside b only, but its cell also touches a: a gets it.
     p0 = pano(0, lon=-71.0699)
-    with TestPipeline() as p:
+    with pipeline() as p:
         out = p | beam.Create([batch([p0])]) | AssignCells(metros, 14, 2023, (2017, 2024))
         assert_that(out.keyed | beam.FlatMap(keyed_rows) | beam.Map(lambda kv: kv[0].metro), equal_to(["a"]))
 
@@ -96,7 +103,7 @@ def test_overlapping_metros_give_a_cell_to_the_first_one(tmp_path: Path) -> None
 def test_select_keeps_max_panos_by_farthest_points() -> None:
     key = SampleKey("boston", cell_token(42.35, -71.07, 16), "train")
     group = [pano(i, lat=42.35 + (i % 4) * 2e-4, lon=-71.07 + (i // 4) * 2e-4) for i in range(12)]
-    with TestPipeline() as p:
+    with pipeline() as p:
         keyed = batch(group).assign(metro=key.metro, cell=key.cell, split=key.split)
         out = p | beam.Create([(0, keyed.iloc[:5]), (0, keyed.iloc[5:])]) | SelectPanoramas(max_panos=5, seed=0,
                                                                                               level=16)
@@ -109,7 +116,7 @@ def test_select_keeps_max_panos_by_farthest_points() -> None:
 
 def test_cover_metros_matches_the_pure_function(tmp_path: Path) -> None:
     geom = box(-71.075, 42.345, -71.065, 42.352)
-    with TestPipeline() as p:
+    with pipeline() as p:
         cells = p | CoverMetros(staged(tmp_path, [("m", geom)]), 16, 12)
         assert_that(cells | beam.FlatMap(lambda t: t.column("cell").to_pylist()), equal_to(cover(geom, 16)))
 
@@ -117,7 +124,7 @@ def test_cover_metros_matches_the_pure_function(tmp_path: Path) -> None:
 def test_write_shards_bounds_and_reads_back(tmp_path: Path) -> None:
     samples = [encode_sample("m", "train", f"89e{i:03d}_train", {"json": {"i": i, "panoramas": [{}] * i}})
                for i in range(7)]
-    with TestPipeline() as p:
+    with pipeline() as p:
         stats = p | beam.Create(samples) | WriteShards(str(tmp_path), max_samples=3, max_bytes=10**9)
         assert_that(stats | beam.Map(lambda s: (s["shard"], s["samples"], s["panoramas"])),
                     equal_to([("shards/train/m-train-000000.tar", 3, 3), ("shards/train/m-train-000001.tar", 3, 12),
