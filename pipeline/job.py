@@ -233,7 +233,7 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",
              inputs.config.path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)
     started = time.time()
-    p = beam.Pipeline(runner=LocalRunner(options) if is_direct(runner) else None, options=options)
+    p = beam.Pipeline(runner=LocalRunner() if is_direct(runner) else None, options=options)
     build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()

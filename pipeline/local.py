@@ -23,6 +23,7 @@ from apache_beam.portability import python_urns
 from apache_beam.portability.api import beam_provision_api_pb2, beam_runner_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
+from apache_beam.runners.runner import PipelineRunner
 
 DIRECT_RUNNERS = frozenset({"direct", "directrunner", "switchingdirectrunner"})
 WORKER_COMMAND = f"{shlex.quote(sys.executable)} -m unigeo.pipeline.worker"
@@ -33,16 +34,22 @@ def is_direct(runner: str) -> bool:
     return runner.rsplit(".", 1)[-1].lower() in DIRECT_RUNNERS
 
 
-class LocalRunner(fn_runner.FnApiRunner):
-    """Beam's ``FnApiRunner`` with the options its workers need; see the module's docstring."""
-
-    def __init__(self, options: PipelineOptions) -> None:
-        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-        super().__init__(provision_info=fn_runner.ExtendedProvisionInfo(
-            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+class _SubprocessWorkers(fn_runner.FnApiRunner):
+    """Beam's ``FnApiRunner`` whose multi_processing workers run ``WORKER_COMMAND``."""
 
     def run_via_runner_api(self, pipeline_proto: beam_runner_api_pb2.Pipeline, options: PipelineOptions) -> Any:
         for env in pipeline_proto.components.environments.values():
             if env.urn == python_urns.SUBPROCESS_SDK:  # multi_processing: Beam's worker command
                 env.payload = WORKER_COMMAND.encode()
         return super().run_via_runner_api(pipeline_proto, options)
+
+
+class LocalRunner(PipelineRunner):
+    """Runs each pipeline on an ``FnApiRunner`` given that run's options, as the DirectRunner does; see
+    the module's docstring."""
+
+    def run_pipeline(self, pipeline: Any, options: PipelineOptions) -> Any:
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        runner = _SubprocessWorkers(provision_info=fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+        return runner.run_pipeline(pipeline, options)

@@ -27,7 +27,7 @@ def worker(_: int) -> tuple[str, str]:
 
 def run(args: list[str], expected: tuple[str, str] | None = None, n: int = 4) -> None:
     options = PipelineOptions(args)
-    with beam.Pipeline(runner=LocalRunner(options), options=options) as p:
+    with beam.Pipeline(runner=LocalRunner(), options=options) as p:
         seen = p | beam.Create(list(range(n))) | beam.Reshuffle() | beam.Map(worker)
         if expected:
             assert_that(seen, equal_to([expected] * n))

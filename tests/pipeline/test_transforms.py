@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from shapely.geometry import box
@@ -34,7 +33,7 @@ METRO = box(-71.08, 42.34, -71.06, 42.36)
 
 def pipeline() -> TestPipeline:
     """A test pipeline on ``LocalRunner``, the engine ``unigeo build`` runs locally."""
-    return TestPipeline(runner=LocalRunner(PipelineOptions([])))
+    return TestPipeline(runner=LocalRunner())
 
 
 def staged(folder: Path, metros: list[tuple[str, BaseGeometry]]) -> str:
