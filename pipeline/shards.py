@@ -9,6 +9,9 @@ import tarfile
 from collections.abc import Iterable
 from typing import IO, Any, NamedTuple
 
+from unigeo.core.sample import keys_sha256
+
+PLAN_FOLDER = "plan"  # DIR/plan/{metro}-{split}.json: what the shard plan gave each shard
 TAR_BLOCK = 512
 TAR_MTIME = 0.0  # fixed member times: same inputs, same bytes
 
@@ -35,6 +38,11 @@ class ShardId(NamedTuple):
     @property
     def name(self) -> str:
         return f"{self.metro}-{self.split}-{self.number:06d}"
+
+    @property
+    def path(self) -> str:
+        """The shard's tar relative to the output folder."""
+        return f"shards/{self.split}/{self.name}.tar"
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -70,6 +78,21 @@ def plan_shards(sizes: Iterable[tuple[str, int]], max_samples: int, max_bytes: i
     if current:
         shards.append(current)
     return shards
+
+
+def plan_record(metro: str, split: str, sizes: list[tuple[str, int]], shards: list[list[str]]) -> dict[str, Any]:
+    """What a plan gave each shard of one metro and split (``DIR/plan/{metro}-{split}.json``): the split's
+    sample count and key digest, and per shard its path, sample count, planned bytes, first and last key
+    and key digest. The build checks the shards' stats against it before it publishes. A key that came
+    twice counts twice."""
+    nbytes = dict(sizes)
+    entries = []
+    for number, keys in enumerate(shards):
+        entries.append({"shard": ShardId(metro, split, number).path, "number": number, "samples": len(keys),
+                        "bytes": sum(nbytes[k] for k in keys), "first_key": keys[0], "last_key": keys[-1],
+                        "keys_sha256": keys_sha256(keys)})
+    return {"metro": metro, "split": split, "samples": len(sizes), "keys_sha256": keys_sha256(k for k, _ in sizes),
+            "shards": entries}
 
 
 class _HashingWriter(io.RawIOBase):

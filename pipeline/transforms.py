@@ -34,13 +34,14 @@ from unigeo.core.sample import (
     LedgerRow,
     Reject,
     capture_year,
+    keys_sha256,
     member_kind,
 )
 from unigeo.pipeline.cells import cell_centers, check_level, children_in, parent_cells
 from unigeo.pipeline.coders import SampleKeyCoder  # noqa: F401  registers the key coder
 from unigeo.pipeline.locate import PANO_COLUMNS, assign_batch, panos_of, partition_of, select_batch
 from unigeo.pipeline.metrics import inc_counter
-from unigeo.pipeline.shards import EncodedSample, ShardId, plan_shards, write_tar
+from unigeo.pipeline.shards import PLAN_FOLDER, EncodedSample, ShardId, plan_record, plan_shards, write_tar
 from unigeo.pipeline.staging import load_metros
 from unigeo.pipeline.types import RowBatch, rows
 from unigeo.sources.panoramas import (
@@ -403,31 +404,49 @@ class _WriteShard(beam.DoFn):
                 kind = member_kind(ext)
                 members[kind] = members.get(kind, 0) + 1
                 member_bytes[kind] = member_bytes.get(kind, 0) + len(data)
-        stats = {"shard": f"shards/{shard.split}/{shard.name}.tar", "metro": shard.metro, "split": shard.split,
+        stats = {"shard": shard.path, "metro": shard.metro, "split": shard.split,
                  "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
                  "panoramas": panoramas, "members": dict(sorted(members.items())),
                  "member_bytes": dict(sorted(member_bytes.items())),
-                 "first_key": samples[0].key, "last_key": samples[-1].key}
+                 "first_key": samples[0].key, "last_key": samples[-1].key,
+                 "keys_sha256": keys_sha256(s.key for s in samples)}
         write_bytes(f"{folder}/{shard.name}.stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
         inc_counter("shards", "written")
         inc_counter("shards", "bytes", nbytes)
         yield stats
 
 
-def _plan(element: tuple[tuple[str, str], Iterable[tuple[str, int]]], max_samples: int,
-          max_bytes: int) -> Iterator[tuple[str, tuple[str, str, int]]]:
-    (metro, split), sizes = element
-    for number, keys in enumerate(plan_shards(sizes, max_samples, max_bytes)):
-        for key in keys:
-            yield f"{metro}/{key}", (metro, split, number)  # a plain tuple: a deterministic GroupByKey key
+class _Plan(beam.DoFn):
+    """One metro and split's sample sizes -> ``DIR/plan/{metro}-{split}.json`` and each key's shard."""
+
+    def __init__(self, out_dir: str, max_samples: int, max_bytes: int) -> None:
+        self.out_dir = out_dir.rstrip("/")
+        self.max_samples = max_samples
+        self.max_bytes = max_bytes
+
+    def process(self, element: tuple[tuple[str, str], Iterable[tuple[str, int]]]
+                ) -> Iterator[tuple[str, tuple[str, str, int]]]:
+        (metro, split), group = element
+        sizes = sorted(group)
+        shards = plan_shards(sizes, self.max_samples, self.max_bytes)
+        record = plan_record(metro, split, sizes, shards)
+        write_bytes(f"{self.out_dir}/{PLAN_FOLDER}/{metro}-{split}.json",
+                    json.dumps(record, indent=2, sort_keys=True).encode())  # a retry writes the same bytes
+        inc_counter("shards", "planned", len(shards))
+        for number, keys in enumerate(shards):
+            for key in keys:
+                yield f"{metro}/{key}", (metro, split, number)  # a plain tuple: a deterministic GroupByKey key
 
 
 @dataclass(eq=False)
 class WriteShards(beam.PTransform):
-    """``EncodedSample``s -> ``DIR/shards/{split}/{metro}-{split}-{NNNNNN}.tar`` plus a stats JSON each.
+    """``EncodedSample``s -> ``DIR/shards/{split}/{metro}-{split}-{NNNNNN}.tar`` plus a stats JSON each, and
+    the plan of each metro and split (``DIR/plan/{metro}-{split}.json``).
 
     Shards are planned from sample sizes alone (keys in S2 order, cut at ``max_samples`` or
-    ``max_bytes``), so a worker holds one shard's samples at most, never a whole metro.
+    ``max_bytes``), so a worker holds one shard's samples at most, never a whole metro. The plan and the
+    stats each carry the shard's sample count and key digest, so that the build can check, before it
+    publishes, that every shard holds what its plan gave it.
     """
 
     out_dir: str
@@ -443,7 +462,7 @@ class WriteShards(beam.PTransform):
         plan = (samples
                 | "Sizes" >> beam.Map(lambda s: ((s.metro, s.split), (s.key, s.nbytes)))
                 | "GroupSizes" >> beam.GroupByKey()
-                | "Plan" >> beam.FlatMap(_plan, self.max_samples, self.max_bytes))
+                | "Plan" >> beam.ParDo(_Plan(self.out_dir, self.max_samples, self.max_bytes)))
         return (samples
                 | "ToShard" >> beam.Map(lambda s, shard_of: (shard_of[f"{s.metro}/{s.key}"], s),
                                         beam.pvalue.AsDict(plan))

@@ -10,7 +10,7 @@ import click
 
 from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.options import verbosity
-from unigeo.core.errors import UniGeoError
+from unigeo.core.errors import ReconciliationError, UniGeoError
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
 
 log = logging.getLogger("unigeo.build")
@@ -74,6 +74,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     Raises:
         ConfigError, SourceError: bad configuration, an unusable input, or an output folder a build must
             not write into; raised before anything under ``out`` changes.
+        ReconciliationError: the job finished but its shards do not hold what its ledger kept and its plan
+            gave them; nothing is published, the earlier build under ``out`` is as it was.
         Exception: the job failed; the earlier build under ``out`` is as it was.
     """
     from unigeo.outputs import folder
@@ -88,6 +90,9 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     try:
         found, run = run_job(inputs, staging, opts, beam_args)
         manifest = write_manifest(staging, inputs.config, inputs.metros, opts.as_dict(), found, run)
+        r = manifest["reconciliation"]
+        log.info("checked: the %d samples the ledger kept are in the %d shards their plan gave them (%.2f s)",
+                 r["samples"], r["shards"], r["seconds"])
         hint = missing_extra(REPORT_MODULES, "report")
         if hint:
             log.warning("report skipped (%s); `unigeo report %s` writes it later", hint, out)
@@ -117,9 +122,12 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
     --region R --temp_location gs://...`; a flag neither knows is an error. The runner is DirectRunner
     unless `--runner` is given.
 
-    Exit status: 0 built; 1 the build failed, or rejected more than --max-reject-fraction of the
-    panoramas (everything is written first); 2 a usage or configuration error, found before anything
-    under --out changed.
+    Before it publishes, the build checks that every sample the ledger kept is in exactly one shard, the
+    one the shard plan gave it; a build that fails the check is not published.
+
+    Exit status: 0 built; 1 the build failed or did not pass its check (the earlier build is kept), or
+    rejected more than --max-reject-fraction of the panoramas (everything is written first); 2 a usage or
+    configuration error, found before anything under --out changed.
     """
     from unigeo.pipeline.job import unknown_beam_flags
 
@@ -143,6 +151,9 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
         return
     try:
         manifest = run_build(config_path, out, opts, list(ctx.args))
+    except ReconciliationError as e:
+        raise click.ClickException(f"build not published: {e}\n{out} holds its earlier build as it was, if it had "
+                                   "one") from e
     except UniGeoError as e:
         raise ConfigurationError(str(e)) from e
     except Exception as e:

@@ -51,3 +51,17 @@ class MissingDateError(SourceError):
 
 class NotBuiltError(UniGeoError, NotImplementedError):
     """A command of the contract that this version does not provide yet."""
+
+
+class ReconciliationError(UniGeoError, RuntimeError):
+    """A finished build job whose outputs disagree (a kept sample missing from its shard, a shard its plan
+    does not know): the build is not published. Each problem names the shard or split and the counts."""
+
+    MAX_LISTED = 20  # problems the message lists before it counts the rest
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listed = problems[:self.MAX_LISTED]
+        more = [f"... and {len(problems) - len(listed)} more"] if len(problems) > len(listed) else []
+        super().__init__(f"{len(problems)} disagreement(s) between the ledger, the shard plan and the shards:\n  "
+                         + "\n  ".join(listed + more))

@@ -9,9 +9,11 @@ Beam-free, so a trainer or an auditor can import it without the build's dependen
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -64,6 +66,16 @@ def member_kind(member: str) -> str:
 def sample_key(cell: str, split: str) -> str:
     """The WebDataset ``__key__``: cell token plus split (no dots, so extensions parse)."""
     return f"{cell}_{split}"
+
+
+def keys_sha256(keys: Iterable[str]) -> str:
+    """SHA-256 of a set of sample keys (sorted, one per line): what a shard plan gave a shard or a split,
+    what a shard holds and what the ledger kept compare through it without listing the keys."""
+    h = hashlib.sha256()
+    for key in sorted(keys):
+        h.update(key.encode())
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 def parse_key(key: str) -> tuple[str, str]:

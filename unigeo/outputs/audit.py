@@ -5,7 +5,8 @@ extra; every input row appears exactly once in the ledger, and the ledger's sums
 (inputs = kept + not_selected + rejected, per metro and overall); the kept panoramas are exactly the
 panoramas in the shards; no test-year panorama in a train sample and no other year in a test sample;
 no panorama in two samples; no sample key twice; no cell over ``max_panos``; every sample's crops,
-aerial and DSM members are present as its json says, decode, and have the configured shapes.
+aerial and DSM members are present as its json says, decode, and have the configured shapes; where the
+build wrote its shard plan, each shard's stats match what the plan gave it (``unigeo.outputs.reconcile``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from unigeo.core.sample import (
     tile_member,
 )
 from unigeo.outputs.manifest import ledger_counts
-from unigeo.outputs.readers import iter_shard
+from unigeo.outputs.readers import iter_shard, read_shard_stats
+from unigeo.outputs.reconcile import read_plans, reconcile
 from unigeo.pipeline.split import parse_years, split_of
 from unigeo.sources.panoramas import index_chunks, read_chunk
 
@@ -217,6 +219,11 @@ def audit(out: str) -> dict[str, Any]:
         in_shard = pano_rows.get(row_no)
         if in_shard is not None and in_shard != sample_key(cell, split):
             fail(f"row {row_no}: ledger puts it in {sample_key(cell, split)}, shards in {in_shard}")
+    # The shard plan (builds that wrote one): each shard holds what its plan gave it.
+    plans = read_plans(out)
+    if plans:
+        for problem in reconcile(ledger, None, plans, read_shard_stats(out)).problems:
+            fail(f"plan: {problem}")
     per_cell = kept.groupby(["metro", "cell", "split"]).size()
     over = per_cell[per_cell > options["max_panos"]]
     for (metro, cell, split), n in over.items():

@@ -27,7 +27,7 @@ from unigeo.core.fileio import is_url, join
 STAGING = ".unigeo-staging"
 PREVIOUS = ".unigeo-previous"
 # Top-level entries a build writes, in publishing order (the manifest goes last).
-ENTRIES = ("inputs", "cells", "samples", "ledger", "rejects", "shards", "report", MANIFEST)
+ENTRIES = ("inputs", "cells", "samples", "ledger", "rejects", "plan", "shards", "report", MANIFEST)
 FORMAT_PREFIX = "unigeo-build/"
 
 _SPLIT = r"(train|test)"
@@ -35,7 +35,7 @@ _PART = r"-\d{5}-of-\d{5}"
 # Relative paths (with '/') of the files and folders a build writes.
 OWNED = tuple(re.compile(p) for p in (
     r"manifest\.json",
-    r"(inputs|cells|samples|ledger|rejects|shards|report)",
+    r"(inputs|cells|samples|ledger|rejects|plan|shards|report)",
     rf"shards/{_SPLIT}",
     rf"shards/{_SPLIT}/[a-z0-9_]+-{_SPLIT}-\d{{6}}\.(tar|stats\.json)",
     rf"shards/{_SPLIT}/[a-z0-9_]+-{_SPLIT}-\d{{6}}\.tar\.tmp-[0-9a-f]{{32}}",
@@ -43,6 +43,7 @@ OWNED = tuple(re.compile(p) for p in (
     rf"samples/samples{_PART}\.parquet",
     rf"ledger/ledger{_PART}\.parquet",
     rf"rejects/rejects{_PART}\.jsonl",
+    rf"plan/[a-z0-9_]+-{_SPLIT}\.json",
     r"(cells|samples|ledger|rejects)/beam-temp-[^/]+(/.*)?",
     r"inputs/(metros\.geojson|pois\.parquet|poi_rejects\.parquet)",
     r"report/(report\.json|index\.html|hist_[a-z_]+\.png|map_(split|panoramas)_[a-z0-9_]+\.png)",

@@ -13,6 +13,7 @@ from unigeo.core.build_files import MANIFEST, read_cells, read_ledger
 from unigeo.core.fileio import glob, join, relative, write_bytes
 from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, SPLITS
 from unigeo.outputs.readers import read_rejects, read_shard_stats
+from unigeo.outputs.reconcile import check_build
 
 if TYPE_CHECKING:
     from unigeo.sources.config import SourcesConfig
@@ -60,16 +61,16 @@ def reject_kinds(out: str) -> dict[str, dict[str, int]]:
 
 def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: dict[str, Any],
                    counters: dict[str, int], run: dict[str, Any]) -> dict[str, Any]:
-    """Collect the outputs of a finished run into ``DIR/manifest.json``.
+    """Reconcile the outputs of a finished run (``unigeo.outputs.reconcile``), then collect them into
+    ``DIR/manifest.json``.
 
     Raises:
-        RuntimeError: the ledger does not hold exactly one row per input row the job read.
+        ReconciliationError: the ledger does not hold exactly one row per input row the job read, or the
+            ledger, the shard plan and the shards disagree about a sample; nothing is written.
     """
     ledger = read_ledger(out)
-    rows_in = counters.get("ingest/rows_in", 0)
-    if len(ledger) != rows_in or (len(ledger) and ledger["row"].nunique() != len(ledger)):
-        raise RuntimeError(f"ledger holds {len(ledger)} rows ({ledger['row'].nunique() if len(ledger) else 0} "
-                           f"distinct) for {rows_in} input rows")
+    shards = sorted(read_shard_stats(out), key=lambda s: s["shard"])
+    reconciliation = check_build(out, ledger, shards, counters.get("ingest/rows_in", 0))
     counts = ledger_counts(ledger)
     cells = read_cells(out)
     cells_per_metro = cells["metro"].value_counts() if len(cells) else pd.Series(dtype=int)
@@ -77,7 +78,6 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
         counts["per_metro"].setdefault(m.name, {**status_counts(ledger.iloc[0:0]),
                                                 "samples": dict.fromkeys(SPLITS, 0)})
         counts["per_metro"][m.name]["cells"] = int(cells_per_metro.get(m.name, 0))
-    shards = sorted(read_shard_stats(out), key=lambda s: s["shard"])
     counts["overall"]["cells"] = int(len(cells))
     counts["overall"]["shards"] = len(shards)
     counts["overall"]["shard_bytes"] = int(sum(s["bytes"] for s in shards))
@@ -112,6 +112,7 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
             "samples": [relative(out, p) for p in glob(out, "samples/*.parquet")],
         },
         "counters": counters,
+        "reconciliation": reconciliation,
         "run": run,
     }
     write_bytes(join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=False).encode())
