@@ -1,6 +1,7 @@
 """Fault injection: panoramas read through a filesystem whose reads fail transiently give the same
 shards as a clean run; a file that does not exist is a reject; a file that never reads fails the build
-(the runner's retries are for that) and leaves the earlier build as it was."""
+(the runner's retries are for that) and leaves the earlier build as it was; a sample lost inside the job
+fails the build's reconciliation (exit 1) and leaves the earlier build as it was."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from tests.corpus.test_bad_inputs import audit_ok, build, copy_world, snapshot
 from unigeo.core import reasons
-from unigeo.pipeline import render
+from unigeo.pipeline import imagery, render, transforms
+from unigeo.pipeline.shards import EncodedSample
 
 
 class FlakyFileSystem(LocalFileSystem):
@@ -99,5 +101,57 @@ def test_a_file_that_never_reads_fails_the_build_and_keeps_the_earlier_one(flaky
     FlakyFileSystem.failures = dict.fromkeys(names, 10**6)  # the store is down
     r = build(flaky, out, "--max-panos", "1")
     assert r.exit_code == 1 and "build failed" in r.output and "ConnectionResetError" in r.output
+    assert snapshot(out) == before
+    audit_ok(out)
+
+
+# ---------------------------------------------------------------- samples lost inside the job
+
+
+def drop_from_shard_writer(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """A shard writer that loses sample ``key`` from its shard, as a data plane that drops elements would:
+    the tar and its stats agree with each other, one sample short."""
+    original = transforms._WriteShard.process
+
+    def lossy(self: Any, element: Any) -> Any:
+        shard, group = element
+        return original(self, (shard, [s for s in group if s.key != key]))
+
+    monkeypatch.setattr(transforms._WriteShard, "process", lossy)
+
+
+def drop_before_the_plan(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """The imagery stage loses rendered sample ``key`` on its way to the shards (its ledger rows and
+    summary still arrive)."""
+    original = imagery._RenderSample.process
+
+    def lossy(self: Any, element: Any) -> Any:
+        for out in original(self, element):
+            if isinstance(out, EncodedSample) and out.key == key:
+                continue
+            yield out
+
+    monkeypatch.setattr(imagery._RenderSample, "process", lossy)
+
+
+@pytest.mark.parametrize(("inject", "message"), [
+    (drop_from_shard_writer, "riverton-train-000000.tar: 1 samples, expected 2 (1 missing)"),
+    (drop_before_the_plan, "riverton train plan: {short} samples, expected {train} (1 missing)"),
+])
+def test_a_sample_lost_inside_the_job_fails_the_build_and_keeps_the_earlier_one(
+        inject: Any, message: str, tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "data"
+    first = build(tiny_world, out, "--shard-max-samples", "2")
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["reconciliation"]["samples"] == manifest["reconciliation"]["in_shards"] > 2
+    first_shard = json.loads((out / "shards" / "train" / "riverton-train-000000.stats.json").read_text())
+    before = snapshot(out)
+    inject(monkeypatch, first_shard["first_key"])
+    r = build(tiny_world, out, "--shard-max-samples", "2")
+    assert r.exit_code == 1, r.output
+    assert "build not published" in r.output and "Traceback" not in r.output
+    train = manifest["counts"]["overall"]["samples"]["train"]
+    assert message.format(short=train - 1, train=train) in r.output, r.output
     assert snapshot(out) == before
     audit_ok(out)
