@@ -56,6 +56,18 @@ def tiny_build_compact(tiny_world: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
+@pytest.fixture
+def small_send_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local runner's data plane scaled down 100x: 1 MB send queues (Beam's are 100 MB) and a 5 ms timed
+    flush (Beam's runner uses 1 s), so that tens of MB through a job stand for a build of GBs (the medium
+    world moves 1.4 GB of samples). In the launcher only: ``multi_processing`` workers keep Beam's."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+    from apache_beam.runners.worker import data_plane
+
+    monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 5)
+
+
 @pytest.fixture(scope="session")
 def tiny_world_info(tiny_world: Path) -> dict:
     return json.loads((tiny_world / "world.json").read_text())

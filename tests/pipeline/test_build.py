@@ -140,18 +140,30 @@ def test_audit_catches_a_missing_shard_and_a_bad_manifest(built: Path, tmp_path:
     assert audit(out)[0] == 1
 
 
+# Samples of ~2.6 MB (768-px tiles) in shards of at most 3 MB: 12 shards, 36 MB, that is 36 times the send
+# queues of the scaled-down data plane (``small_send_queues``).
+LARGE_SHARDS = ("--tile-px", "768", "--shard-max-mb", "3")
+
+
 @pytest.mark.slow
-def test_same_inputs_same_shard_bytes_on_every_runner_mode(built: Path, tiny_world: Path, tmp_path: Path) -> None:
-    again = build(tiny_world, tmp_path / "again")
-    multi = build(tiny_world, tmp_path / "multi", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
-    threads = build(tiny_world, tmp_path / "threads", "--direct_running_mode=multi_threading", "--direct_num_workers=2")
-    first = json.loads((built / "manifest.json").read_text())
+@pytest.mark.usefixtures("small_send_queues")
+def test_large_shards_are_whole_and_identical_on_every_runner_mode(tiny_world: Path, tmp_path: Path) -> None:
+    modes = {"in_memory": (), "multi_processing": ("--direct_running_mode=multi_processing", "--direct_num_workers=2"),
+             "multi_threading": ("--direct_running_mode=multi_threading", "--direct_num_workers=2")}
+    manifests = {mode: build(tiny_world, tmp_path / mode, *LARGE_SHARDS, *args) for mode, args in modes.items()}
 
     def digests(m: dict) -> list[tuple[str, str]]:
         return [(s["shard"], s["sha256"]) for s in m["shards"]]
 
-    assert digests(again) == digests(first) == digests(multi) == digests(threads)
-    assert audit(tmp_path / "multi")[0] == 0 and audit(tmp_path / "threads")[0] == 0
+    first = manifests["in_memory"]
+    assert len(first["shards"]) >= 8 and first["counts"]["overall"]["shard_bytes"] > 30 * 2**20
+    assert {s["split"] for s in first["shards"]} == {"train", "test"}
+    for mode, m in manifests.items():
+        r = m["reconciliation"]
+        samples = m["counts"]["overall"]["samples"]
+        assert r["samples"] == r["planned"] == r["in_shards"] == samples["train"] + samples["test"], mode
+        assert digests(m) == digests(first), mode
+        assert audit(tmp_path / mode)[0] == 0, mode
 
 
 def test_a_rebuild_replaces_earlier_outputs(built: Path, tiny_world: Path, tmp_path: Path) -> None:

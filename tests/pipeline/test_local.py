@@ -97,17 +97,6 @@ def large_side_input_job(runner: PipelineRunner, mode: str, n: int = 3000, size:
     return sum(c.committed for c in result.metrics().query()["counters"] if c.key.metric.name == "arrived")
 
 
-@pytest.fixture
-def small_send_queues(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner's data plane scaled down 100x: 1 MB send queues (Beam's are 100 MB) and a 5 ms timed flush
-    (Beam's runner uses 1 s), so that 60 MB through a job stand for the medium world's 1.4 GB."""
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
-    from apache_beam.runners.worker import data_plane
-
-    monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", 1 << 20)
-    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 5)
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("small_send_queues")
 def test_a_large_materialised_input_arrives_whole_on_the_local_runner() -> None:
