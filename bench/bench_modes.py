@@ -5,7 +5,8 @@ The world is the small synthetic world (``unigeo synth --size small``, 368 panor
 generated once into ``--cache``) or any ``--config``. Each mode builds it ``--repeats`` times, the
 modes taking turns, and the bench prints the median wall time of the whole build (checks, job,
 manifest, report, publish; the process's start is left out, it is the same in every mode), the
-CPU time of the process and its workers, and each mode's ratio to the in-memory build:
+CPU time of the process and its workers, each mode's ratio to the in-memory build, and the share of
+the build that its pre-publish check (``unigeo.outputs.reconcile``) took:
 
   - ``in_memory``: one process (the default);
   - ``multi_processing``: 2 worker processes running ``unigeo.pipeline.worker``;
@@ -62,14 +63,15 @@ def small_world(cache: str) -> str:
     return config
 
 
-def build_once(config: str, out: str, beam_args: list[str], worker: str) -> tuple[float, float, list[str]]:
-    """(wall s, CPU s, shard digests) of one build into a fresh ``out``."""
+def build_once(config: str, out: str, beam_args: list[str], worker: str
+               ) -> tuple[float, float, float, list[str]]:
+    """(wall s, CPU s, reconciliation s, shard digests) of one build into a fresh ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     local.WORKER_COMMAND = worker
     t, c = time.perf_counter(), cpu_s()
     manifest = run_build(config, out, BuildOptions(), beam_args)
     wall, cpu = time.perf_counter() - t, cpu_s() - c
-    return wall, cpu, [s["sha256"] for s in manifest["shards"]]
+    return wall, cpu, manifest["reconciliation"]["seconds"], [s["sha256"] for s in manifest["shards"]]
 
 
 def main(argv: list[str]) -> None:
@@ -83,14 +85,16 @@ def main(argv: list[str]) -> None:
     config = args.config or small_world(args.cache)
     walls: dict[str, list[float]] = {m: [] for m in MODES}
     cpus: dict[str, list[float]] = {m: [] for m in MODES}
+    checks: dict[str, list[float]] = {m: [] for m in MODES}
     digests: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="unigeo-bench-modes-") as tmp:
         build_once(config, os.path.join(tmp, "warm-up"), [], local.WORKER_COMMAND)  # page cache, imports
         for _ in range(args.repeats):
             for mode, (beam_args, worker) in MODES.items():
-                wall, cpu, shards = build_once(config, os.path.join(tmp, "out"), beam_args, worker)
+                wall, cpu, check, shards = build_once(config, os.path.join(tmp, "out"), beam_args, worker)
                 walls[mode].append(wall)
                 cpus[mode].append(cpu)
+                checks[mode].append(check)
                 digests.setdefault(mode, shards)
                 if shards != digests["in_memory"]:
                     raise SystemExit(f"{mode} wrote other shards than in_memory")
@@ -100,7 +104,9 @@ def main(argv: list[str]) -> None:
         wall = statistics.median(walls[mode])
         report["modes"][mode] = {"wall_s": round(wall, 2), "walls_s": [round(w, 2) for w in walls[mode]],
                                  "cpu_s": round(statistics.median(cpus[mode]), 2),
-                                 "wall_vs_in_memory": round(wall / base, 3)}
+                                 "wall_vs_in_memory": round(wall / base, 3),
+                                 "check_s": round(statistics.median(checks[mode]), 4),
+                                 "check_share": round(statistics.median(checks[mode]) / wall, 5)}
     print(json.dumps(report, indent=2))
 
 
