@@ -165,3 +165,12 @@ def test_verbose_build_logs_the_stages_not_each_operation(tiny_world: Path, tmp_
     assert "building " in v and "Running bundle for stage" not in v and "Converting string literal" not in v
     assert "start <DoOperation" not in v and "STREAM b" not in v and "start <DoOperation" in vv
     assert "Converting string literal" not in vv
+
+
+def test_a_data_plane_failure_of_a_multi_worker_build_names_the_message_limit() -> None:
+    from unigeo.cli.build import data_plane_hint
+
+    multi = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert "2 GB" in data_plane_hint("RuntimeError: Channel closed prematurely.", multi)
+    assert data_plane_hint("RuntimeError: Channel closed prematurely.", []) == ""
+    assert data_plane_hint("ValueError: bad tile", multi) == ""

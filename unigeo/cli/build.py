@@ -47,6 +47,18 @@ def missing_extra(modules: tuple[str, ...], extra: str) -> str | None:
 REPORT_MODULES = ("matplotlib", "jinja2")
 
 
+DATA_PLANE_ERRORS = ("Channel closed prematurely", "Error parsing message with type")
+
+
+def data_plane_hint(message: str, beam_args: list[str]) -> str:
+    """A line on the 2 GB message limit when a multi-worker local build failed in Beam's gRPC data plane."""
+    multi = any(a.startswith("--direct_running_mode") and not a.endswith("in_memory") for a in beam_args)
+    if not multi or not any(e in message for e in DATA_PLANE_ERRORS):
+        return ""
+    return ("a multi-worker local build sends each worker its share of a stage's input as one gRPC message of at "
+            "most 2 GB; use more --direct_num_workers, the in-memory mode (no --direct_running_mode), or Dataflow\n")
+
+
 def reject_share(manifest: dict[str, Any]) -> float:
     """The share of input panoramas that were rejected (0 without inputs)."""
     c = manifest["counts"]["overall"]
@@ -159,8 +171,8 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
     except Exception as e:
         log.debug("the build failed", exc_info=True)
         message = f"{type(e).__name__}: {e}"
-        raise click.ClickException(f"build failed: {message[:2000]}\n{out} holds its earlier build as it was, "
-                                   "if it had one (-v shows the traceback)") from e
+        raise click.ClickException(f"build failed: {message[:2000]}\n{data_plane_hint(message, ctx.args)}{out} holds "
+                                   "its earlier build as it was, if it had one (-v shows the traceback)") from e
     click.echo(format_summary(manifest))
     click.echo(f"manifest: {out.rstrip('/')}/manifest.json")
     share = reject_share(manifest)
