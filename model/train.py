@@ -38,7 +38,7 @@ from unigeo.model.data import (
     read_manifest,
     steps_per_epoch,
 )
-from unigeo.model.loss import all_to_all_infonce
+from unigeo.model.loss import all_to_all_infonce, gather_across_ranks
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
 from unigeo.model.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 
@@ -298,7 +298,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
         for i, batch in enumerate(_batches(stream, cfg, device)):
             with autocast:
                 emb, present, scale = net(batch)
-                loss, pairs = all_to_all_infonce({m: e.float() for m, e in emb.items()}, present, scale.float())
+                emb, present = gather_across_ranks({m: e.float() for m, e in emb.items()}, present)
+                loss, pairs = all_to_all_infonce(emb, present, scale.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = (float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))

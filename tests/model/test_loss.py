@@ -4,6 +4,7 @@ members, and lowered by an optimiser step."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,3 +73,47 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch() -> None:
     before, after = one_step(loss, opt)
     assert after < before
     assert float(scale()) <= 100.0
+
+
+# ---------------------------------------------------------------- shared negatives across ranks
+
+ROWS = {0: slice(0, 5), 1: slice(5, 9)}  # rank -> its rows of the global batch (unequal on purpose)
+
+
+def global_batch() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    emb = {m: normed(9, 16, seed=i) for i, m in enumerate(["sv", "aerial", "dsm", "coords"])}
+    present = {m: torch.ones(9, dtype=torch.bool) for m in emb}
+    present["dsm"][[1, 6, 7]] = False
+    return emb, present
+
+
+def rank_step(rank: int, store: str, results: str) -> None:
+    """One rank of a 2-rank gloo group: the loss over its gathered batch and its own rows' gradients."""
+    import torch.distributed as dist
+
+    from unigeo.model.loss import gather_across_ranks
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    emb, present = global_batch()
+    local = {m: e[ROWS[rank]].clone().requires_grad_(True) for m, e in emb.items()}
+    gathered, mask = gather_across_ranks(local, {m: p[ROWS[rank]] for m, p in present.items()})
+    loss, _ = all_to_all_infonce(gathered, mask, torch.tensor(10.0))
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grads": {m: t.grad for m, t in local.items()}}, f"{results}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ranks_share_negatives_loss_and_gradients_equal_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(rank_step, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    emb, present = global_batch()
+    whole = {m: e.clone().requires_grad_(True) for m, e in emb.items()}
+    loss, _ = all_to_all_infonce(whole, present, torch.tensor(10.0))
+    loss.backward()
+    for rank, rows in ROWS.items():
+        got = torch.load(tmp_path / f"{rank}.pt")
+        assert abs(float(got["loss"]) - float(loss)) < 1e-6
+        for m, t in whole.items():
+            assert t.grad is not None and torch.allclose(got["grads"][m], t.grad[rows], atol=1e-7), (rank, m)
+    local_only, _ = all_to_all_infonce({m: e[ROWS[0]] for m, e in emb.items()},
+                                       {m: p[ROWS[0]] for m, p in present.items()}, torch.tensor(10.0))
+    assert abs(float(local_only) - float(loss)) > 1e-3  # without the gather, a rank sees other negatives
