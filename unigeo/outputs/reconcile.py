@@ -5,8 +5,8 @@ imagery stage kept, so the sample keys ``{cell}_{split}`` it rendered), the shar
 reached the shard planner, ``DIR/plan/{metro}-{split}.json``) and each shard's stats (the samples its
 writer put in the tar). Each records a sample count and a SHA-256 of the sorted sample keys per shard or
 per metro and split, so comparing them proves that every kept sample is in exactly one shard, the one
-its plan chose, without re-reading a shard. Only small files are read: the plans and the stats; the
-ledger and the samples table are the frames the manifest reads anyway.
+its plan chose, without re-reading a shard. Only small files are read: the plans, the stats (which the
+manifest reads anyway), the ledger (likewise) and the samples table (a row per sample).
 """
 
 from __future__ import annotations
