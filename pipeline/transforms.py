@@ -427,7 +427,7 @@ class _Plan(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], Iterable[tuple[str, int]]]
                 ) -> Iterator[tuple[str, tuple[str, str, int]]]:
         (metro, split), group = element
-        sizes = sorted(group)
+        sizes = list(group)
         shards = plan_shards(sizes, self.max_samples, self.max_bytes)
         record = plan_record(metro, split, sizes, shards)
         write_bytes(f"{self.out_dir}/{PLAN_FOLDER}/{metro}-{split}.json",

@@ -12,7 +12,6 @@ manifest reads anyway), the ledger (likewise) and the samples table (a row per s
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +64,7 @@ def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[di
     Checks: the ledger holds one row per input row the job read (``input_rows``, when given). Per metro
     and split: the plan holds exactly the ledger's sample keys; the samples table has a
     row per sample; the shards' panoramas add up to the ledger's kept panoramas. Per shard: it was
-    written, once, with the plan's sample count and keys; no shard was written that the plan lacks.
+    written with the plan's sample count and keys; no shard was written that the plan lacks.
     """
     problems: list[str] = []
     if input_rows is not None:
@@ -74,9 +73,7 @@ def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[di
             problems.append(f"ledger: {len(ledger)} rows ({distinct} distinct) for {input_rows} input rows")
     expected = _kept_samples(ledger)
     plan_of = {(str(p["metro"]), str(p["split"])): p for p in plans}
-    stats_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in stats:
-        stats_of[str(s["shard"])].append(s)
+    stats_of = {str(s["shard"]): s for s in stats}
     table = (samples.groupby(["metro", "split"]).size().to_dict() if samples is not None and len(samples)
              else {})
     planned_shards: set[str] = set()
@@ -96,20 +93,17 @@ def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[di
         for entry in plan["shards"]:
             path = str(entry["shard"])
             planned_shards.add(path)
-            written = stats_of.get(path, [])
-            if not written:
+            got = stats_of.get(path)
+            if got is None:
                 problems.append(f"{path}: not written (planned {entry['samples']} samples)")
                 continue
-            if len(written) > 1:
-                problems.append(f"{path}: {len(written)} stats files for one shard")
-            got = written[0]
             in_shards += int(got.get("panoramas", 0))
             _count(problems, path, int(got["samples"]), int(entry["samples"]), "samples")
             if got["samples"] == entry["samples"] and got.get("keys_sha256") != entry["keys_sha256"]:
                 problems.append(f"{path}: {got['samples']} samples, but not the ones its plan gave it")
         _count(problems, f"{name} shards", in_shards, panoramas, "panoramas")
     for path in sorted(set(stats_of) - planned_shards):
-        problems.append(f"{path}: written with {stats_of[path][0]['samples']} samples but in no plan")
+        problems.append(f"{path}: written with {stats_of[path]['samples']} samples but in no plan")
     checked = {"samples": sum(len(k) for k, _ in expected.values()),
                "planned": sum(int(p["samples"]) for p in plans),
                "in_shards": sum(int(s["samples"]) for s in stats),
