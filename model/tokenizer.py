@@ -1,5 +1,6 @@
 """The text tokenizer: a small WordPiece vocabulary trained on the training texts with HF
-``tokenizers`` (no download), saved as ``RUN/tokenizer.json`` and loaded from there for evaluation."""
+``tokenizers`` (no download), or a pretrained text tower's own; saved as ``RUN/tokenizer.json`` and
+loaded from there for evaluation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Iterable
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
+PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
+PADS = (PAD, "<pad>")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
@@ -31,13 +33,34 @@ def load_tokenizer(path: str) -> Tokenizer:
     return Tokenizer.from_file(path)
 
 
+def pretrained_tokenizer(text_tower: str) -> Tokenizer | None:
+    """The tokenizer a pretrained text tower was trained with; None for ``scratch``."""
+    if text_tower == "minilm":
+        from unigeo.model.minilm import minilm_tokenizer
+
+        return minilm_tokenizer()
+    if text_tower.startswith("siglip:"):
+        from unigeo.model.siglip import siglip_tokenizer
+
+        return siglip_tokenizer(text_tower[len("siglip:"):])
+    return None
+
+
 def encode(tok: Tokenizer, texts: list[str], max_len: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (B, max_len) with [CLS] first, and the padding mask (True where a token is real)."""
-    cls_id, pad_id = tok.token_to_id(CLS), tok.token_to_id(PAD)
-    if cls_id is None or pad_id is None:
-        raise ValueError("the tokenizer has no [CLS]/[PAD] token: train it with train_tokenizer")
+    """Token ids (B, max_len) and the mask (True where a token is real), padded with [PAD] (or ``<pad>``).
+
+    [CLS] comes first and [SEP] last where the vocabulary has them (BERT-style towers); otherwise the
+    text's tokens alone (SigLIP's, padded to the full length as it was trained).
+    """
+    pad_id = next((i for i in (tok.token_to_id(p) for p in PADS) if i is not None), None)
+    if pad_id is None:
+        raise ValueError("the tokenizer has no [PAD] or <pad> token: train it with train_tokenizer")
+    cls_id, sep_id = tok.token_to_id(CLS), tok.token_to_id(SEP)
+    head, tail = ([cls_id] if cls_id is not None else []), ([sep_id] if sep_id is not None else [])
     ids = torch.full((len(texts), max_len), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(texts), max_len), dtype=torch.bool)
     for i, enc in enumerate(tok.encode_batch(texts, add_special_tokens=False)):
-        row = [cls_id, *enc.ids[: max_len - 1]]
+        row = [*head, *enc.ids[: max(0, max_len - len(head) - len(tail))], *tail][:max_len]
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return ids, torch.ne(ids, pad_id)
+        mask[i, : len(row)] = True
+    return ids, mask

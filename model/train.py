@@ -40,7 +40,7 @@ from unigeo.model.data import (
 )
 from unigeo.model.loss import all_to_all_infonce, gather_across_ranks
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
-from unigeo.model.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from unigeo.model.tokenizer import load_tokenizer, pretrained_tokenizer, save_tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 LOG = "log.jsonl"
 # What a resumed run takes from its checkpoint, whatever the command line says: the schedule and data order.
-RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs")
+RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "views")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class TrainConfig:
             by the training threads (none on 2 cores, where decoding in the training process is
             fastest: measured by bench/bench_train.py); on CUDA, 4 per process within the cores.
         shuffle_buffer: samples in each worker's shuffle buffer.
+        views: street-view crops of each location per step; their embeddings are averaged (the
+            location's multiple perspectives); evaluation embeds every crop on its own.
         log_every: steps between log lines.
         tokenizer: a ``tokenizer.json`` to use (copied into RUN/) instead of fitting one on the
             training texts (HF's WordPiece trainer breaks ties between equally frequent merges
@@ -78,7 +80,7 @@ class TrainConfig:
     out: str
     epochs: int = 20
     stop_after: int = 0
-    batch_size: int = 64
+    batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: float = 0.05
@@ -87,6 +89,7 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = -1
     shuffle_buffer: int = 256
+    views: int = 2
     log_every: int = 10
     resume: bool = False
     progress: bool = True
@@ -215,10 +218,16 @@ class Progress:
 # ---------------------------------------------------------------- training
 
 
-def fit_tokenizer(cfg: TrainConfig, shards: list[Any], d: Dist, vocab: int = 4096) -> Any:
-    """Train the tokenizer on the training texts (rank 0), save it in RUN/, load it everywhere."""
+def fit_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, shards: list[Any], d: Dist, vocab: int = 4096) -> Any:
+    """The text tower's tokenizer (a pretrained tower's own, or one trained on the training texts) on
+    rank 0, saved in RUN/ and loaded from there everywhere."""
     path = os.path.join(cfg.out, TOKENIZER)
-    if d.main and cfg.tokenizer and not cfg.resume:
+    tower_tokenizer = pretrained_tokenizer(model_cfg.text_tower)
+    if d.main and tower_tokenizer is not None and not cfg.resume:
+        if cfg.tokenizer:
+            log.warning("--tokenizer is ignored: --text-tower %s brings its own", model_cfg.text_tower)
+        save_tokenizer(tower_tokenizer, path)
+    elif d.main and cfg.tokenizer and not cfg.resume:
         save_tokenizer(load_tokenizer(cfg.tokenizer), path)
     elif d.main and not (cfg.resume and os.path.exists(path)):
         texts = list(iter_texts(shards))
@@ -252,7 +261,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
     shards = list_shards(cfg.data, TRAIN, manifest)
     if not shards:
         raise UniGeoError(f"{cfg.data}: the manifest lists no training shard with samples")
-    tokenizer = fit_tokenizer(cfg, shards, d)
+    tokenizer = fit_tokenizer(cfg, model_cfg, shards, d)
     model_cfg = dataclasses.replace(model_cfg, vocab=tokenizer.get_vocab_size())
     model = UniGeoModel(model_cfg).to(device)
     total = sum(s.samples for s in shards)
@@ -272,7 +281,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
                                       find_unused_parameters=True)
 
     spec = DecodeSpec(image_px=model_cfg.image_px, dsm_px=model_cfg.dsm_px, text_len=model_cfg.text_len,
-                      augment=True)
+                      augment=True, views=cfg.views)
     stream = ShardStream(shards, Decoder(spec, tokenizer, cfg.seed), cfg.seed, d.rank, d.world_size,
                          shuffle=True, shuffle_buffer=cfg.shuffle_buffer)
     jlog = JsonLog(os.path.join(cfg.out, LOG), d.main)

@@ -112,6 +112,34 @@ def test_every_crop_comes_round_over_epochs(tmp_path: Path) -> None:
     assert sorted(chosen) == [0, 1, 2]
 
 
+def test_several_views_per_step_are_distinct_crops_pooled_by_the_model(tmp_path: Path) -> None:
+    write_split(tmp_path, sizes=(2,), crops=3)
+    raws = list(iter_raw(epoch_plan(list_shards(str(tmp_path), "train"), 0, 0, shuffle=False)))
+    dec = Decoder(DecodeSpec(image_px=16, views=2), None)
+    seen = set()
+    for epoch in range(3):
+        dec.epoch = epoch
+        item = dec(raws[0])
+        assert item["sv"].shape == (2, 3, 16, 16) and item["sv_views"].tolist() == [True, True]
+        views = [int(round(v.mean() / 40)) for v in item["sv"]]
+        assert views[0] != views[1]  # two different crops of the location
+        seen.update(views)
+    assert seen == {0, 1, 2}
+    one = Decoder(DecodeSpec(image_px=16, views=4), None)(raws[1])  # more views than crops: the rest masked
+    assert one["sv_views"].tolist() == [True, True, True, False] and not one["sv"][3].any()
+
+    from unigeo.model.data import collate
+
+    batch = collate([dec(r) for r in raws])
+    model = UniGeoModel(small_model(image_px=16, modalities=("sv", "coords"))).eval()
+    with torch.no_grad():
+        pooled = model.embed("sv", batch)
+        single = [model.embed("sv", {"sv": batch["sv"][i]}) for i in range(2)]  # each crop on its own
+    for i in range(2):
+        mean = torch.nn.functional.normalize(single[i].mean(0), dim=0)
+        assert torch.allclose(pooled[i], mean, atol=1e-5)
+
+
 def test_dsm_is_height_above_the_tile_ground_with_a_validity_mask() -> None:
     dsm = np.full((64, 64), 120.0, np.float32)  # ground at 120 m
     dsm[:16, :16] = 140.0  # a 20 m building

@@ -32,13 +32,30 @@ def parse_modalities(value: str) -> tuple[str, ...]:
     return names
 
 
+IMAGE_TOWERS = ("scratch", "efficientnet-lite0", "siglip:DIR")
+TEXT_TOWERS = ("scratch", "minilm", "siglip:DIR")
+
+
+def tower_option(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    """``--image-tower`` / ``--text-tower``: a name, or ``siglip:DIR`` with DIR made absolute."""
+    if value.startswith("siglip:"):
+        folder = value[len("siglip:"):]
+        if not folder or not os.path.isdir(folder):
+            raise click.BadParameter(f"siglip:DIR needs a local folder holding the SigLIP model, got {folder!r}",
+                                     param_hint=f"--{kind}-tower")
+        return f"siglip:{os.path.abspath(folder)}"
+    if value not in choices:
+        raise click.BadParameter(f"choose from {' | '.join(choices)}, got {value!r}", param_hint=f"--{kind}-tower")
+    return value
+
+
 def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
     """Train with CLI-style keyword arguments (also used by ``unigeo demo``)."""
     from unigeo.model.network import ModelConfig
     from unigeo.model.train import TrainConfig, train
 
-    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_backbone",
-                  "siglip_path", "seed"}
+    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_tower",
+                  "text_tower", "seed"}
     model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
     train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
     try:
@@ -51,8 +68,11 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
 @click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR), local or gs://, s3://.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (RUN).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs of the schedule.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True,
-              help="Samples per step on each process.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True,
+              help="Samples per step on each process (under torchrun every process's samples are the "
+                   "negatives of every other's).")
+@click.option("--views", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Street-view crops of each location per step, their embeddings averaged.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
               help="Peak AdamW learning rate (warm-up, then cosine decay).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -74,21 +94,25 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
 @click.option("--resume", is_flag=True, help="Continue from RUN/model.pt on its schedule.")
 @click.option("--stop-after", type=click.IntRange(min=0), default=0,
               help="Stop after this many epochs in total (the schedule still spans --epochs); --resume later.")
-@click.option("--siglip", "siglip_path", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Use a SigLIP vision tower from this local folder (transformers format) for street view "
-                   "and aerial instead of the CNN (the siglip extra).")
+@click.option("--image-tower", default="scratch", show_default=True, metavar="scratch|efficientnet-lite0|siglip:DIR",
+              help="Street-view and aerial encoder: a small CNN from scratch, ImageNet EfficientNet-Lite0 (weights "
+                   "from the train extra), or the SigLIP vision tower saved in the local folder DIR (siglip extra).")
+@click.option("--text-tower", default="scratch", show_default=True, metavar="scratch|minilm|siglip:DIR",
+              help="Description encoder: a small transformer from scratch, all-MiniLM-L6-v2 (the minilm extra), "
+                   "or the SigLIP text tower saved in DIR with its tokenizer.json (siglip extra).")
 @click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use this tokenizer.json (e.g. another run's) instead of fitting one on the training texts.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @verbosity
-def train_command(data: str, out: str, modalities: str, siglip_path: str | None, no_progress: bool,
+def train_command(data: str, out: str, modalities: str, image_tower: str, text_tower: str, no_progress: bool,
                   **kw: Any) -> None:
     """Train the five-modality model on DIR/shards/train; writes RUN/model.pt, config.json, log.jsonl,
     tokenizer.json. Under torchrun, one process per device (DDP)."""
     _require_train_extra()
     names = parse_modalities(modalities)
-    backbone = {"image_backbone": "siglip", "siglip_path": os.path.abspath(siglip_path)} if siglip_path else {}
-    summary = run_train(data, out, modalities=names, progress=not no_progress, **backbone, **kw)
+    towers = {"image_tower": tower_option("image", image_tower, IMAGE_TOWERS),
+              "text_tower": tower_option("text", text_tower, TEXT_TOWERS)}
+    summary = run_train(data, out, modalities=names, progress=not no_progress, **towers, **kw)
     if summary["rank"] == 0:
         last = summary["history"][-1] if summary["history"] else None
         if last:
