@@ -86,6 +86,9 @@ class CoordinateEncoder(nn.Module):
         else:
             self.head = mlp(2, hidden, dim, layers=4)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"scale_embedding"} if hasattr(self, "scale_embedding") else set()
+
     def forward(self, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
         xy = equal_earth_unit(lat, lon)
         if self.kind == "mlp":

@@ -34,8 +34,8 @@ from webdataset import tariterators
 
 from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
-from unigeo.core.sample import JSON, MODALITIES, TEST, TEXT, TRAIN, SampleMeta, crop_members, decode_dsm, tile_member
-from unigeo.model.tokenizer import encode
+from unigeo.core.sample import JSON, TEST, TEXT, TRAIN, SampleMeta
+from unigeo.model.modalities import REGISTRY, DecodeContext
 
 DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encoder
 
@@ -143,7 +143,7 @@ class DecodeSpec:
     views: int = 1
 
 
-def _rgb(data: bytes, px: int) -> np.ndarray:
+def rgb(data: bytes, px: int) -> np.ndarray:
     """JPEG or PNG bytes -> (3, px, px) uint8, decoded at a reduced DCT scale where possible."""
     with Image.open(io.BytesIO(data)) as src:
         src.draft("RGB", (px, px))
@@ -177,90 +177,48 @@ def dsm_height(dsm: np.ndarray, px: int) -> tuple[np.ndarray, np.ndarray] | None
     return (height / DSM_SCALE_M).astype(np.float32), counts > 0
 
 
-def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    a = np.rot90(a, k, axes=(-2, -1))
-    return np.ascontiguousarray(a[..., ::-1] if flip else a)
-
-
 def key_hash(key: str) -> int:
     return zlib.crc32(key.encode())
 
 
 class Decoder:
-    """Raw sample -> dict of arrays; picklable, so dataloader workers get a copy."""
+    """Raw sample -> dict of arrays, each modality of the registry decoding its members; picklable, so
+    dataloader workers get a copy."""
 
     def __init__(self, spec: DecodeSpec, tokenizer: Tokenizer | None, seed: int = 0) -> None:
         self.spec, self.tokenizer, self.seed = spec, tokenizer, seed
         self.epoch = 0
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
-        spec = self.spec
         meta: SampleMeta = json.loads(raw[JSON])
         key = meta["key"]
         rng = np.random.default_rng([self.seed, self.epoch, key_hash(key)])
-        px = spec.image_px
-        out: dict[str, Any] = {"key": key, "cell": meta["cell"], "lat": float(meta["lat"]),
-                               "lon": float(meta["lon"])}
-        present = dict.fromkeys(MODALITIES, False)
-        present["coords"] = True
-
-        crops = [m for m in crop_members(meta) if m in raw]
-        if spec.all_crops:
-            out["sv"] = np.stack([_rgb(raw[m], px) for m in crops]) if crops else np.zeros((0, 3, px, px), np.uint8)
-            out["sv_members"] = crops
-            present["sv"] = bool(crops)
-        else:
-            sv = np.zeros((spec.views, 3, px, px), np.uint8)
-            views = np.zeros(spec.views, bool)
-            # Every crop of the location comes round in turn, ``views`` of them per epoch.
-            first = key_hash(key) + self.epoch * spec.views
-            for j in range(min(spec.views, len(crops))):
-                crop = _rgb(raw[crops[(first + j) % len(crops)]], px)
-                sv[j] = crop[..., ::-1] if spec.augment and rng.random() < 0.5 else crop
-                views[j] = True
-            present["sv"] = bool(crops)
-            out["sv"], out["sv_views"] = sv, views
-
-        k, flip = (int(rng.integers(4)), bool(rng.random() < 0.5)) if spec.augment else (0, False)
-        aerial = np.zeros((3, px, px), np.uint8)
-        aerial_member = tile_member(raw, "aerial")
-        if aerial_member is not None:
-            aerial = _dihedral(_rgb(raw[aerial_member], px), k, flip)
-            present["aerial"] = True
-        out["aerial"] = aerial
-
-        dpx = spec.dsm_px
-        height, valid = np.zeros((dpx, dpx), np.float32), np.zeros((dpx, dpx), bool)
-        dsm_member = tile_member(raw, "dsm")
-        if dsm_member is not None:
-            decoded = dsm_height(decode_dsm(raw[dsm_member]), dpx)
-            if decoded is not None:
-                height, valid = _dihedral(decoded[0], k, flip), _dihedral(decoded[1], k, flip)
-                present["dsm"] = True
-        out["dsm"], out["dsm_valid"] = height[None], valid[None]
-
-        text = raw[TEXT].decode("utf-8").strip() if TEXT in raw else ""
-        out["text_str"] = text
-        if self.tokenizer is not None:
-            ids, mask = encode(self.tokenizer, [text], spec.text_len)
-            out["text"], out["text_mask"] = ids[0].numpy(), mask[0].numpy()
-        present["text"] = bool(text)
+        dihedral = (int(rng.integers(4)), bool(rng.random() < 0.5)) if self.spec.augment else (0, False)
+        ctx = DecodeContext(raw, meta, self.spec, self.tokenizer, self.epoch, rng, dihedral)
+        out: dict[str, Any] = {"key": key, "cell": meta["cell"]}
+        present = {}
+        for name, modality in REGISTRY.items():
+            arrays, present[name] = modality.decode(ctx)
+            out.update(arrays)
         out["present"] = present
         return out
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack decoded samples into a batch of tensors (``present`` becomes (B,) bool per modality)."""
+    """Stack decoded samples into a batch of tensors (``present`` becomes (B,) bool per modality); the
+    keys each modality declares as inputs or views are stacked, its other keys kept as lists."""
+    first = items[0]
     batch: dict[str, Any] = {
         "key": [it["key"] for it in items], "cell": [it["cell"] for it in items],
-        "lat": torch.tensor([it["lat"] for it in items], dtype=torch.float64),
-        "lon": torch.tensor([it["lon"] for it in items], dtype=torch.float64),
-        "present": {m: torch.tensor([it["present"][m] for it in items]) for m in MODALITIES},
-        "text_str": [it["text_str"] for it in items],
+        "present": {m: torch.tensor([it["present"][m] for it in items]) for m in first["present"]},
     }
-    for name in ("sv", "sv_views", "aerial", "dsm", "dsm_valid", "text", "text_mask"):
-        if name in items[0]:
-            batch[name] = torch.from_numpy(np.stack([it[name] for it in items]))
+    for modality in REGISTRY.values():
+        for name in (*modality.inputs, *((modality.views,) if modality.views else ())):
+            if name in first:
+                batch[name] = torch.from_numpy(np.stack([np.asarray(it[name]) for it in items]))
+        for name in modality.extra_keys:
+            if name in first:
+                batch[name] = [it[name] for it in items]
     return batch
 
 

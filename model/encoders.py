@@ -96,6 +96,9 @@ class DSMEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
 
+    def no_weight_decay(self) -> set[str]:
+        return {"pos", "cls", "reg"}
+
     def forward(self, height: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         b = height.shape[0]
         tokens = self.embed(height * valid) .flatten(2).transpose(1, 2) + self.pos
@@ -116,6 +119,9 @@ class TextEncoder(nn.Module):
         self.blocks = _encoder(dim, heads, depth)
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos", "tok.weight"}
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.tok(ids) + self.pos[:, : ids.shape[1]]

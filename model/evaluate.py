@@ -21,6 +21,7 @@ from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TEST, TRAIN
 from unigeo.model.data import Decoder, DecodeSpec, collate, iter_locations, list_shards, read_manifest
 from unigeo.model.metrics import compute_metrics
+from unigeo.model.modalities import REGISTRY
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
 from unigeo.model.tokenizer import load_tokenizer
 from unigeo.model.train import load_checkpoint
@@ -47,29 +48,33 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 @torch.no_grad()
 def embed_test_set(model: UniGeoModel, items: list[dict[str, Any]], batch_size: int,
                    device: torch.device) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """modality -> (embeddings (N_m, D) float32, location index (N_m,) int64); street view per crop."""
+    """modality -> (embeddings (N_m, D) float32, location index (N_m,) int64); a modality with several
+    views per location (street view) gets one row per view (crop)."""
     model.eval()
+    # Keys of every multi-view modality vary in length from one location to the next: never stacked.
+    per_location = {k for mod in REGISTRY.values() if mod.views for k in (*mod.inputs, *mod.extra_keys)}
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for m in model.modalities:
-        if m == "sv":  # one row per crop: flatten crops into single-crop items
-            rows = [(i, c) for i, it in enumerate(items) for c in range(len(it["sv"]))]
-            flat = [{**items[i], "sv": items[i]["sv"][c]} for i, c in rows]
+        mod = REGISTRY[m]
+        if mod.views:  # one row per view: flatten the views into single-view items
+            rows = [(i, c) for i, it in enumerate(items) for c in range(len(it[mod.inputs[0]]))]
+            source = [{k: items[i][k][c] for k in mod.inputs} for i, c in rows]
             index = np.array([i for i, _ in rows], dtype=np.int64)
-            source = flat
         else:
             index = np.array([i for i, it in enumerate(items) if it["present"][m]], dtype=np.int64)
-            source = [{k: v for k, v in items[i].items() if k not in ("sv", "sv_members")} for i in index]
+            source = [{k: v for k, v in items[i].items() if k not in per_location} for i in index]
         embs = []
         for sl in _chunks(len(source), batch_size):
-            batch = batch_to(collate(source[sl]) if m != "sv" else _collate_sv(source[sl]), device)
-            embs.append(model.embed(m, batch).float().cpu().numpy())
+            chunk = source[sl]
+            batch = collate(chunk) if not mod.views else _stack(chunk, mod.inputs)
+            embs.append(model.embed(m, batch_to(batch, device)).float().cpu().numpy())
         dim = model.cfg.dim
         out[m] = (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32), index)
     return out
 
 
-def _collate_sv(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"sv": torch.from_numpy(np.stack([it["sv"] for it in items]))}
+def _stack(items: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: torch.from_numpy(np.stack([np.asarray(it[k]) for it in items])) for k in keys}
 
 
 @torch.no_grad()

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unigeo.core.sample import MODALITIES
-from unigeo.model.coords import DEFAULT_SIGMAS, KINDS, CoordinateEncoder
-from unigeo.model.encoders import DSMEncoder, ImageEncoder, TextEncoder
+from unigeo.model import modalities as registry
+from unigeo.model.coords import DEFAULT_SIGMAS, KINDS
+from unigeo.model.encoders import ImageEncoder, TextEncoder
 from unigeo.model.loss import LogitScale
 
 
@@ -21,7 +21,8 @@ class ModelConfig:
     """Architecture; saved in every checkpoint so that evaluation rebuilds the same model.
 
     Args:
-        modalities: which of ``sv, aerial, dsm, text, coords`` are trained (at least two).
+        modalities: which modalities of the registry (``unigeo.model.modalities``: sv, aerial, dsm, text,
+            coords) are trained, at least two; default all.
         dim: shared embedding size.
         image_px: side of street-view crops and aerial tiles as fed to the CNNs.
         dsm_px, dsm_patch, dsm_registers: DSM grid, ViT patch size and register tokens.
@@ -37,7 +38,7 @@ class ModelConfig:
             vocabulary) or ``siglip:DIR`` (the text tower of a SigLIP model saved in DIR).
     """
 
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = field(default_factory=registry.names)
     dim: int = 256
     image_px: int = 64
     dsm_px: int = 64
@@ -54,9 +55,9 @@ class ModelConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = set(self.modalities) - set(MODALITIES)
+        unknown = set(self.modalities) - set(registry.names())
         if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(MODALITIES)}")
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {', '.join(registry.names())}")
         if len(set(self.modalities)) < 2:
             raise ValueError("at least two modalities are needed to align them")
         if self.coords not in KINDS:
@@ -90,9 +91,7 @@ def check_tower(kind: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"--{kind}-tower must be one of {' | '.join(choices)}, got {value!r}")
 
 
-def ordered(modalities: tuple[str, ...]) -> tuple[str, ...]:
-    """Modalities in the canonical order."""
-    return tuple(m for m in MODALITIES if m in modalities)
+ordered = registry.ordered
 
 
 class Projected(nn.Module):
@@ -140,40 +139,14 @@ class UniGeoModel(nn.Module):
         torch.manual_seed(cfg.seed)
         enc: dict[str, nn.Module] = {}
         for m in self.modalities:
-            if m in ("sv", "aerial"):
-                e, d = image_encoder(cfg)
-            elif m == "dsm":
-                e = DSMEncoder(cfg.dsm_px, cfg.dsm_patch, registers=cfg.dsm_registers)
-                d = e.out_dim
-            elif m == "text":
-                e, d = text_encoder(cfg)
-            else:
-                e = CoordinateEncoder(cfg.dim, cfg.coords, cfg.coords_sigmas, depth=cfg.coords_depth,
-                                      pool=cfg.coords_pool, seed=cfg.seed)
-                d = cfg.dim
+            e, d = registry.REGISTRY[m].encoder(cfg)
             enc[m] = Projected(e, d, cfg.dim)
         self.encoders = nn.ModuleDict(enc)
         self.logit_scale = LogitScale()
 
     def embed(self, modality: str, batch: dict[str, Any], rows: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings (n, dim) of one modality for the batch rows ``rows`` (default: all)."""
-        def pick(t: torch.Tensor) -> torch.Tensor:
-            return t if rows is None else t[rows]
-
-        enc = self.encoders[modality]
-        if modality == "sv" and batch["sv"].ndim == 5:  # several crops of each location: their mean
-            crops, views = pick(batch["sv"]), pick(batch["sv_views"])
-            rows = torch.nonzero(views)[:, 0]
-            per_crop = enc(crops[views])
-            pooled = torch.zeros(len(crops), per_crop.shape[1], device=per_crop.device, dtype=per_crop.dtype)
-            return F.normalize(pooled.index_add(0, rows, per_crop), dim=-1)
-        if modality in ("sv", "aerial"):
-            return enc(pick(batch[modality]))
-        if modality == "dsm":
-            return enc(pick(batch["dsm"]), pick(batch["dsm_valid"]))
-        if modality == "text":
-            return enc(pick(batch["text"]), pick(batch["text_mask"]))
-        return enc(pick(batch["lat"]), pick(batch["lon"]))
+        return registry.embed_rows(registry.REGISTRY[modality], self.encoders[modality], batch, rows)
 
     def forward(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
         """Embeddings of every modality of a batch, each encoder run only on the rows that have it.

@@ -39,6 +39,7 @@ from unigeo.model.data import (
     steps_per_epoch,
 )
 from unigeo.model.loss import all_to_all_infonce, gather_across_ranks
+from unigeo.model.modalities import no_weight_decay
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
 from unigeo.model.tokenizer import load_tokenizer, pretrained_tokenizer, save_tokenizer, train_tokenizer
 
@@ -140,15 +141,15 @@ def resolve_device(device: str, d: Dist) -> torch.device:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and convolutions only (not on norms, biases, embeddings, temperature)."""
-    decay, no_decay = [], []
+    """Weight decay on matrices and convolutions only: not on norms, biases, the temperature, nor what the
+    encoders list as taking none (position and class tokens, embedding tables)."""
+    exempt = no_weight_decay(model)
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or name.endswith(("pos", "cls", "reg", "scale_embedding")) or ".tok." in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        (no_decay if name in exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -327,6 +328,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
                             "grad_norm": round(grad_norm, 4), "batch": n,
                             "samples_per_s": round(seen * d.world_size / (time.perf_counter() - t0), 2)})
         bar.close()
+        if d.world_size > 1:  # DDP hands rank 0's buffers (BatchNorm statistics) out before each step, not after
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         elapsed = time.perf_counter() - t0
         record = {"event": "epoch", "epoch": epoch, "loss": round(sum(losses) / len(losses), 6),
                   "seconds": round(elapsed, 2), "samples_per_s": round(seen * d.world_size / elapsed, 2),

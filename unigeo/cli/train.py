@@ -11,7 +11,6 @@ import click
 from unigeo.cli.build import missing_extra
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import UniGeoError
-from unigeo.core.sample import MODALITIES
 
 TRAIN_MODULES = ("torch", "tokenizers", "webdataset")
 
@@ -23,10 +22,13 @@ def _require_train_extra() -> None:
 
 
 def parse_modalities(value: str) -> tuple[str, ...]:
+    """Comma-separated names, checked against the trainer's modality registry."""
+    from unigeo.model.modalities import names as registered
+
     names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    unknown = [m for m in names if m not in MODALITIES]
+    unknown = [m for m in names if m not in registered()]
     if unknown:
-        raise click.BadParameter(f"unknown modality {', '.join(unknown)}; choose from {','.join(MODALITIES)}")
+        raise click.BadParameter(f"unknown modality {', '.join(unknown)}; choose from {','.join(registered())}")
     if len(names) < 2:
         raise click.BadParameter("at least two modalities are needed to align them")
     return names
@@ -83,8 +85,9 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
               help="Self-attention blocks of the multiscale coordinate encoder.")
 @click.option("--coords-pool", type=click.Choice(["concat", "mean"]), default="concat", show_default=True,
               help="How the multiscale encoder pools its scale tokens: side by side into an MLP, or their mean.")
-@click.option("--modalities", default=",".join(MODALITIES), show_default=True,
-              help="Comma-separated subset of sv,aerial,dsm,text,coords to align (at least two).")
+@click.option("--modalities", default=None,
+              help="Comma-separated modalities to align, at least two [default: every modality of the registry: "
+                   "sv,aerial,dsm,text,coords].")
 @click.option("--image-px", type=click.IntRange(min=16), default=64, show_default=True,
               help="Street-view crops and aerial tiles are resized to this before their encoders.")
 @click.option("--workers", type=click.IntRange(min=-1), default=-1, show_default=True,
@@ -104,12 +107,12 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
               help="Use this tokenizer.json (e.g. another run's) instead of fitting one on the training texts.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @verbosity
-def train_command(data: str, out: str, modalities: str, image_tower: str, text_tower: str, no_progress: bool,
+def train_command(data: str, out: str, modalities: str | None, image_tower: str, text_tower: str, no_progress: bool,
                   **kw: Any) -> None:
     """Train the five-modality model on DIR/shards/train; writes RUN/model.pt, config.json, log.jsonl,
     tokenizer.json. Under torchrun, one process per device (DDP)."""
     _require_train_extra()
-    names = parse_modalities(modalities)
+    names = parse_modalities(modalities) if modalities else None
     towers = {"image_tower": tower_option("image", image_tower, IMAGE_TOWERS),
               "text_tower": tower_option("text", text_tower, TEXT_TOWERS)}
     summary = run_train(data, out, modalities=names, progress=not no_progress, **towers, **kw)
