@@ -15,12 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unigeo.model.geo import equal_earth_unit
+from unigeo.model.config import COORDS_KINDS as KINDS
 
-KINDS = ("multiscale", "rff", "mlp")
 # Scales of the Fourier features on the unit Equal Earth square (half-width ~17,000 km): the finest,
 # 2**16, has a period of ~260 m on the ground, the coarsest ~17,000 km.
-DEFAULT_SIGMAS = (2.0**0, 2.0**4, 2.0**8, 2.0**12, 2.0**14, 2.0**16)
+from unigeo.model.config import DEFAULT_SIGMAS
+from unigeo.model.geo import equal_earth_unit
 
 
 class FourierFeatures(nn.Module):

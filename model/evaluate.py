@@ -19,12 +19,12 @@ import torch
 from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TEST, TRAIN
+from unigeo.model.checkpoint import load_checkpoint
 from unigeo.model.data import Decoder, DecodeSpec, collate, iter_locations, list_shards, read_manifest
 from unigeo.model.metrics import compute_metrics
 from unigeo.model.modalities import REGISTRY
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
 from unigeo.model.tokenizer import load_tokenizer
-from unigeo.model.train import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,9 +23,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from unigeo.core import fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TRAIN
+from unigeo.model.checkpoint import load_checkpoint, save_checkpoint
+from unigeo.model.config import ModelConfig, TrainConfig
 from unigeo.model.data import (
     Decoder,
     DecodeSpec,
@@ -38,9 +37,10 @@ from unigeo.model.data import (
     read_manifest,
     steps_per_epoch,
 )
+from unigeo.model.distributed import Dist, auto_workers, barrier, init_distributed, resolve_device
 from unigeo.model.loss import all_to_all_infonce, gather_across_ranks
-from unigeo.model.modalities import no_weight_decay
-from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
+from unigeo.model.network import UniGeoModel, batch_to
+from unigeo.model.schedule import param_groups, warmup_cosine
 from unigeo.model.tokenizer import load_tokenizer, pretrained_tokenizer, save_tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -53,132 +53,7 @@ LOG = "log.jsonl"
 RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "views")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train (the architecture is ``ModelConfig``).
-
-    Args:
-        epochs: epochs the schedule spans.
-        stop_after: end this invocation after this many epochs in total (0: run to ``epochs``);
-            ``--resume`` continues on the same schedule.
-        batch_size: samples per step on each rank.
-        lr, weight_decay, warmup: AdamW peak learning rate, decoupled weight decay, warm-up as a
-            fraction of all steps; then cosine decay to zero.
-        clip: gradient norm clipping (0: off).
-        workers: dataloader worker processes per rank; -1 picks them: on a CPU, the cores left over
-            by the training threads (none on 2 cores, where decoding in the training process is
-            fastest: measured by bench/bench_train.py); on CUDA, 4 per process within the cores.
-        shuffle_buffer: samples in each worker's shuffle buffer.
-        views: street-view crops of each location per step; their embeddings are averaged (the
-            location's multiple perspectives); evaluation embeds every crop on its own.
-        log_every: steps between log lines.
-        tokenizer: a ``tokenizer.json`` to use (copied into RUN/) instead of fitting one on the
-            training texts (HF's WordPiece trainer breaks ties between equally frequent merges
-            differently from one process to the next, so two fits may differ).
-    """
-
-    data: str
-    out: str
-    epochs: int = 20
-    stop_after: int = 0
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05
-    clip: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = -1
-    shuffle_buffer: int = 256
-    views: int = 2
-    log_every: int = 10
-    resume: bool = False
-    progress: bool = True
-    tokenizer: str = ""
-
-
-# ---------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the process group that ``torchrun`` describes in the environment (none: one process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def barrier(d: Dist) -> None:
-    if d.world_size > 1:
-        dist.barrier()
-
-
-def resolve_device(device: str, d: Dist) -> torch.device:
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise UniGeoError("--device cuda: no CUDA device is available to this torch build")
-        torch.cuda.set_device(d.local_rank)
-        return torch.device("cuda", d.local_rank)
-    if device != "cpu":
-        raise UniGeoError(f"--device must be cpu or cuda, got {device!r}")
-    return torch.device("cpu")
-
-
-# ---------------------------------------------------------------- optimiser and schedule
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and convolutions only: not on norms, biases, the temperature, nor what the
-    encoders list as taking none (position and class tokens, embedding tables)."""
-    exempt = no_weight_decay(model)
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if name in exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return factor
-
-
-# ---------------------------------------------------------------- checkpoint and log
-
-
-def save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path``, then rename: a checkpoint is whole or absent."""
-    tmp = f"{path}.tmp"
-    with fileio.create(tmp) as f:
-        torch.save(state, f)
-    fileio.rename(tmp, path)
-
-
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    if not fileio.exists(path):
-        raise UniGeoError(f"checkpoint {path} not found")
-    with fileio.open_binary(path) as f:
-        state: dict[str, Any] = torch.load(f, map_location=map_location, weights_only=False)
-    return state
+# ---------------------------------------------------------------- log
 
 
 class JsonLog:
@@ -350,14 +225,6 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
     return {"epochs_run": [h["epoch"] for h in history], "history": history, "checkpoint": ckpt_path,
             "rank": d.rank, "world_size": d.world_size, "train_samples": total, "steps_per_epoch": steps,
             "model": model}
-
-
-def auto_workers(device: torch.device, local_world_size: int) -> int:
-    cores = os.cpu_count() or 1
-    if device.type == "cuda":
-        return max(0, min(4, cores // max(1, local_world_size) - 1))
-    spare = cores - local_world_size * min(4, torch.get_num_threads())
-    return max(0, min(4, spare // max(1, local_world_size)))
 
 
 def _batches(stream: ShardStream, cfg: TrainConfig, device: torch.device) -> Iterator[dict[str, Any]]:

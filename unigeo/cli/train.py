@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import click
 
 from unigeo.cli.build import missing_extra
+from unigeo.cli.dataclass_options import click_options
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import UniGeoError
+from unigeo.model.config import IMAGE_TOWERS, TEXT_TOWERS, ModelConfig, TrainConfig
 
 TRAIN_MODULES = ("torch", "tokenizers", "webdataset")
 
@@ -34,10 +37,6 @@ def parse_modalities(value: str) -> tuple[str, ...]:
     return names
 
 
-IMAGE_TOWERS = ("scratch", "efficientnet-lite0", "siglip:DIR")
-TEXT_TOWERS = ("scratch", "minilm", "siglip:DIR")
-
-
 def tower_option(kind: str, value: str, choices: tuple[str, ...]) -> str:
     """``--image-tower`` / ``--text-tower``: a name, or ``siglip:DIR`` with DIR made absolute."""
     if value.startswith("siglip:"):
@@ -52,12 +51,11 @@ def tower_option(kind: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
-    """Train with CLI-style keyword arguments (also used by ``unigeo demo``)."""
-    from unigeo.model.network import ModelConfig
-    from unigeo.model.train import TrainConfig, train
+    """Train with keyword arguments named after the fields of ``TrainConfig`` and ``ModelConfig`` (also
+    used by ``unigeo demo``); the seed goes to both."""
+    from unigeo.model.train import train
 
-    model_keys = {"modalities", "coords", "coords_depth", "coords_pool", "image_px", "dim", "image_tower",
-                  "text_tower", "seed"}
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
     model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
     train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
     try:
@@ -69,53 +67,22 @@ def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
 @click.command(name="train")
 @click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR), local or gs://, s3://.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (RUN).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs of the schedule.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True,
-              help="Samples per step on each process (under torchrun every process's samples are the "
-                   "negatives of every other's).")
-@click.option("--views", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Street-view crops of each location per step, their embeddings averaged.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
-              help="Peak AdamW learning rate (warm-up, then cosine decay).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--coords", type=click.Choice(["multiscale", "rff", "mlp"]), default="multiscale", show_default=True,
-              help="Coordinate encoder: scale tokens + self-attention, concatenated Fourier features + MLP, "
-                   "or an MLP on the projected coordinates.")
-@click.option("--coords-depth", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Self-attention blocks of the multiscale coordinate encoder.")
-@click.option("--coords-pool", type=click.Choice(["concat", "mean"]), default="concat", show_default=True,
-              help="How the multiscale encoder pools its scale tokens: side by side into an MLP, or their mean.")
 @click.option("--modalities", default=None,
               help="Comma-separated modalities to align, at least two [default: every modality of the registry: "
                    "sv,aerial,dsm,text,coords].")
-@click.option("--image-px", type=click.IntRange(min=16), default=64, show_default=True,
-              help="Street-view crops and aerial tiles are resized to this before their encoders.")
-@click.option("--workers", type=click.IntRange(min=-1), default=-1, show_default=True,
-              help="Dataloader worker processes per training process; -1: the cores the training threads leave "
-                   "(0 on a 2-core CPU), 4 per process on CUDA.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from RUN/model.pt on its schedule.")
-@click.option("--stop-after", type=click.IntRange(min=0), default=0,
-              help="Stop after this many epochs in total (the schedule still spans --epochs); --resume later.")
-@click.option("--image-tower", default="scratch", show_default=True, metavar="scratch|efficientnet-lite0|siglip:DIR",
-              help="Street-view and aerial encoder: a small CNN from scratch, ImageNet EfficientNet-Lite0 (weights "
-                   "from the train extra), or the SigLIP vision tower saved in the local folder DIR (siglip extra).")
-@click.option("--text-tower", default="scratch", show_default=True, metavar="scratch|minilm|siglip:DIR",
-              help="Description encoder: a small transformer from scratch, all-MiniLM-L6-v2 (the minilm extra), "
-                   "or the SigLIP text tower saved in DIR with its tokenizer.json (siglip extra).")
-@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Use this tokenizer.json (e.g. another run's) instead of fitting one on the training texts.")
+@click_options(TrainConfig, ModelConfig)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @verbosity
-def train_command(data: str, out: str, modalities: str | None, image_tower: str, text_tower: str, no_progress: bool,
-                  **kw: Any) -> None:
+def train_command(data: str, out: str, modalities: str | None, no_progress: bool, **kw: Any) -> None:
     """Train the five-modality model on DIR/shards/train; writes RUN/model.pt, config.json, log.jsonl,
     tokenizer.json. Under torchrun, one process per device (DDP)."""
     _require_train_extra()
     names = parse_modalities(modalities) if modalities else None
-    towers = {"image_tower": tower_option("image", image_tower, IMAGE_TOWERS),
-              "text_tower": tower_option("text", text_tower, TEXT_TOWERS)}
-    summary = run_train(data, out, modalities=names, progress=not no_progress, **towers, **kw)
+    kw["image_tower"] = tower_option("image", kw["image_tower"], IMAGE_TOWERS)
+    kw["text_tower"] = tower_option("text", kw["text_tower"], TEXT_TOWERS)
+    if kw.get("tokenizer") and not os.path.isfile(kw["tokenizer"]):
+        raise click.BadParameter(f"{kw['tokenizer']} is not a file", param_hint="--tokenizer")
+    summary = run_train(data, out, modalities=names, progress=not no_progress, **kw)
     if summary["rank"] == 0:
         last = summary["history"][-1] if summary["history"] else None
         if last:
