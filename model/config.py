@@ -42,7 +42,6 @@ class TrainConfig:
         weight_decay, warmup: AdamW's decoupled weight decay; warm-up as a fraction of all steps, then
             cosine decay to zero.
         clip: gradient norm clipping (0: off).
-        shuffle_buffer: samples in each dataloader worker's shuffle buffer.
         log_every: steps between log lines.
         progress: a progress bar on stderr.
         The options' help says the rest.
@@ -66,7 +65,10 @@ class TrainConfig:
     workers: int = option(-1, "Dataloader worker processes per training process; -1: the cores the training "
                               "threads leave (0 on a 2-core CPU: measured by bench/bench_train.py), "
                               "4 per process on CUDA.", min=-1)
-    shuffle_buffer: int = 256
+    shuffle_buffer: int = option(256, "Samples in each dataloader worker's shuffle buffer. Shards are in S2 order, "
+                                      "so a small buffer gives batches of nearby places (hard negatives) and a "
+                                      "buffer as large as the split fully mixed ones; it holds raw samples "
+                                      "(~0.4 MB each in the medium world).", min=1)
     log_every: int = 10
     resume: bool = option(False, "Continue from RUN/model.pt on its schedule.")
     progress: bool = True

@@ -15,9 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from unigeo.cli import cli
-from unigeo.core.sample import MODALITIES
+from unigeo.model.modalities import names
 
 from ..outputs.test_report import CHROMIUM_FLAGS, chromium
+
+MODALITIES = names()
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,6 @@ TILE_MEMBERS = {"aerial": AERIAL, "dsm": DSM}  # tile kind -> member of the stan
 TILE_ENCODINGS = {"standard": TILE_MEMBERS, "compact": {"aerial": AERIAL_WEBP, "dsm": DSM_PNG}}
 KIND_MEMBERS = {"aerial": (AERIAL, AERIAL_WEBP), "dsm": (DSM, DSM_PNG)}  # every member a tile kind may be
 # The trainer's modality names (CLI, logs, metrics) and the members each is read from.
-MODALITIES = ("sv", "aerial", "dsm", "text", "coords")
 
 SCHEMA_PATH = Path(__file__).with_name("sample.schema.json")
 
