@@ -56,6 +56,8 @@ class TrainConfig:
                                   "are the negatives of every other's).", min=2)
     views: int = option(2, "Street-view crops of each location per step, their embeddings averaged; "
                            "evaluation embeds every crop on its own.", min=1)
+    crop_min_scale: float = option(1.0, "Street-view augmentation: each crop is cut to a random square holding at "
+                                        "least this share of its area (1: the whole crop).", min=0.05, max=1.0)
     lr: float = option(2e-3, "Peak AdamW learning rate (warm-up, then cosine decay).", min=0, min_open=True)
     weight_decay: float = 0.05
     warmup: float = 0.05

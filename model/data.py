@@ -133,6 +133,8 @@ class DecodeSpec:
         views: street-view crops of a location per training step (fewer where it has fewer), different
             crops from one epoch to the next; ``sv`` is then (views, 3, px, px) with ``sv_views`` marking
             the real ones.
+        crop_min_scale: with ``augment``, each street-view crop is cut to a random square holding this
+            much of its area or more (1: the whole crop), as another viewpoint or field of view would.
     """
 
     image_px: int = 64
@@ -141,16 +143,32 @@ class DecodeSpec:
     augment: bool = False
     all_crops: bool = False
     views: int = 1
+    crop_min_scale: float = 1.0
 
 
-def rgb(data: bytes, px: int) -> np.ndarray:
-    """JPEG or PNG bytes -> (3, px, px) uint8, decoded at a reduced DCT scale where possible."""
+def rgb(data: bytes, px: int, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """JPEG or PNG bytes -> (3, px, px) uint8, decoded at a reduced DCT scale where possible.
+
+    ``box``: the part of the image to keep, (left, top, right, bottom) as fractions of its size.
+    """
     with Image.open(io.BytesIO(data)) as src:
-        src.draft("RGB", (px, px))
+        if box is None:
+            src.draft("RGB", (px, px))
         img = src.convert("RGB")
-        if img.size != (px, px):
-            img = img.resize((px, px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        w, h = img.size
+        region = None if box is None else (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+        if img.size != (px, px) or region is not None:
+            img = img.resize((px, px), Image.Resampling.BILINEAR, box=region, reducing_gap=2.0)
         return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))
+
+
+def random_box(rng: np.random.Generator, min_scale: float) -> tuple[float, float, float, float] | None:
+    """A random square part of an image holding ``min_scale``..1 of its area (None: the whole image)."""
+    if min_scale >= 1.0:
+        return None
+    side = float(np.sqrt(rng.uniform(min_scale, 1.0)))
+    left, top = rng.uniform(0, 1 - side, size=2)
+    return float(left), float(top), float(left + side), float(top + side)
 
 
 def dsm_height(dsm: np.ndarray, px: int) -> tuple[np.ndarray, np.ndarray] | None:

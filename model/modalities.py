@@ -95,7 +95,7 @@ def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 def _decode_sv(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
-    from unigeo.model.data import key_hash, rgb
+    from unigeo.model.data import key_hash, random_box, rgb
 
     spec, px = ctx.spec, ctx.spec.image_px
     crops = [m for m in crop_members(ctx.meta) if m in ctx.raw]
@@ -107,7 +107,8 @@ def _decode_sv(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
     # Every crop of the location comes round in turn, ``views`` of them per epoch.
     first = key_hash(ctx.meta["key"]) + ctx.epoch * spec.views
     for j in range(min(spec.views, len(crops))):
-        crop = rgb(ctx.raw[crops[(first + j) % len(crops)]], px)
+        box = random_box(ctx.rng, spec.crop_min_scale) if spec.augment else None
+        crop = rgb(ctx.raw[crops[(first + j) % len(crops)]], px, box)
         out[j] = crop[..., ::-1] if spec.augment and ctx.rng.random() < 0.5 else crop
         views[j] = True
     return {"sv": out, "sv_views": views}, bool(crops)

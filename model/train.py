@@ -50,7 +50,7 @@ TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 LOG = "log.jsonl"
 # What a resumed run takes from its checkpoint, whatever the command line says: the schedule and data order.
-RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "views")
+RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "views", "crop_min_scale")
 
 
 # ---------------------------------------------------------------- log
@@ -157,7 +157,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
                                       find_unused_parameters=True)
 
     spec = DecodeSpec(image_px=model_cfg.image_px, dsm_px=model_cfg.dsm_px, text_len=model_cfg.text_len,
-                      augment=True, views=cfg.views)
+                      augment=True, views=cfg.views,
+                      crop_min_scale=cfg.crop_min_scale)
     stream = ShardStream(shards, Decoder(spec, tokenizer, cfg.seed), cfg.seed, d.rank, d.world_size,
                          shuffle=True, shuffle_buffer=cfg.shuffle_buffer)
     jlog = JsonLog(os.path.join(cfg.out, LOG), d.main)

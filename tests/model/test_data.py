@@ -182,3 +182,21 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(UniGeoError, match="manifest.json not found"):
         list_shards(str(tmp_path), "train")
+
+
+def test_a_random_square_of_the_crop_is_decoded_as_the_whole_image() -> None:
+    from unigeo.model.data import random_box, rgb
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32, 0] = 250  # left half red, right half blue
+    img[:, 32:, 2] = 250
+    data = _png(img, "PNG")
+    left = rgb(data, 16, (0.0, 0.25, 0.5, 0.75))
+    assert left[0].min() > 200 and left[2].max() < 50  # all red
+    assert rgb(data, 16)[0].mean() == pytest.approx(125, abs=10)  # the whole image: half red
+    rng = np.random.default_rng(0)
+    boxes = [random_box(rng, 0.3) for _ in range(200)]
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes if b is not None]
+    assert len(areas) == 200 and 0.3 <= min(areas) and max(areas) <= 1.0 and np.std(areas) > 0.1
+    assert all(0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in boxes if b is not None)
+    assert random_box(rng, 1.0) is None
