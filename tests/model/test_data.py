@@ -197,6 +197,6 @@ def test_a_random_square_of_the_crop_is_decoded_as_the_whole_image() -> None:
     rng = np.random.default_rng(0)
     boxes = [random_box(rng, 0.3) for _ in range(200)]
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes if b is not None]
-    assert len(areas) == 200 and 0.3 <= min(areas) and max(areas) <= 1.0 and np.std(areas) > 0.1
+    assert len(areas) == 200 and min(areas) >= 0.3 and max(areas) <= 1.0 and np.std(areas) > 0.1
     assert all(0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in boxes if b is not None)
     assert random_box(rng, 1.0) is None
