@@ -13,7 +13,7 @@ from unigeo.cli.build import missing_extra
 from unigeo.cli.dataclass_options import click_options
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import UniGeoError
-from unigeo.model.config import IMAGE_TOWERS, TEXT_TOWERS, ModelConfig, TrainConfig
+from unigeo.model.config import IMAGE_TOWERS, TEXT_TOWERS, ModelConfig, TrainConfig, check_tower
 
 TRAIN_MODULES = ("torch", "tokenizers", "webdataset")
 
@@ -38,15 +38,17 @@ def parse_modalities(value: str) -> tuple[str, ...]:
 
 
 def tower_option(kind: str, value: str, choices: tuple[str, ...]) -> str:
-    """``--image-tower`` / ``--text-tower``: a name, or ``siglip:DIR`` with DIR made absolute."""
+    """``--image-tower`` / ``--text-tower``: a name, or ``siglip:DIR`` with DIR an existing folder, made absolute."""
+    try:
+        check_tower(kind, value, choices)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=f"--{kind}-tower") from e
     if value.startswith("siglip:"):
         folder = value[len("siglip:"):]
-        if not folder or not os.path.isdir(folder):
+        if not os.path.isdir(folder):
             raise click.BadParameter(f"siglip:DIR needs a local folder holding the SigLIP model, got {folder!r}",
                                      param_hint=f"--{kind}-tower")
         return f"siglip:{os.path.abspath(folder)}"
-    if value not in choices:
-        raise click.BadParameter(f"choose from {' | '.join(choices)}, got {value!r}", param_hint=f"--{kind}-tower")
     return value
 
 
