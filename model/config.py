@@ -13,7 +13,7 @@ from unigeo.core.options import check_ranges, option
 
 COORDS_KINDS = ("multiscale", "rff", "mlp")
 DEFAULT_SIGMAS = (2.0**0, 2.0**4, 2.0**8, 2.0**12, 2.0**14, 2.0**16)
-IMAGE_TOWERS = ("scratch", "efficientnet-lite0", "siglip:DIR")
+IMAGE_TOWERS = ("scratch", "colour", "efficientnet-lite0", "siglip:DIR")
 TEXT_TOWERS = ("scratch", "minilm", "siglip:DIR")
 
 
@@ -67,16 +67,19 @@ class TrainConfig:
     workers: int = option(-1, "Dataloader worker processes per training process; -1: the cores the training "
                               "threads leave (0 on a 2-core CPU: measured by bench/bench_train.py), "
                               "4 per process on CUDA.", min=-1)
-    shuffle_buffer: int = option(256, "Samples in each dataloader worker's shuffle buffer. Shards are in S2 order, "
-                                      "so a small buffer gives batches of nearby places (hard negatives) and a "
-                                      "buffer as large as the split fully mixed ones; it holds raw samples "
-                                      "(~0.4 MB each in the medium world).", min=1)
+    shuffle_buffer: int = option(256, "Samples in each dataloader worker's shuffle buffer (raw samples, ~0.4 MB "
+                                      "each in the medium world). A build's training shards are random draws over "
+                                      "the metro (build --train-shard-order mixed), so a small buffer already "
+                                      "mixes batches; with S2-ordered shards it gives batches of nearby places.",
+                                 min=1)
     log_every: int = 10
-    resume: bool = option(False, "Continue from RUN/model.pt on its schedule.")
+    resume: bool = option(False, "Continue the run in RUN from its last checkpoint, with its saved configuration "
+                                 "(a flag given with another value is an error; a larger --epochs extends it).")
+    overwrite: bool = option(False, "Start again in a RUN that holds a run: its model.pt, config.json, log.jsonl "
+                                    "and tokenizer.json are replaced (nothing else in RUN is touched).")
     progress: bool = True
     tokenizer: str = option("", "Use this tokenizer.json (e.g. another run's) instead of fitting one on the "
-                                "training texts (HF's WordPiece trainer may break ties differently from one "
-                                "process to the next).", show_default=False)
+                                "training texts.", show_default=False)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -112,8 +115,9 @@ class ModelConfig:
     coords_pool: str = option("concat", "How the multiscale encoder pools its scale tokens: side by side into an "
                                         "MLP, or their mean.", choices=("concat", "mean"))
     coords_sigmas: tuple[float, ...] = field(default=DEFAULT_SIGMAS)
-    image_tower: str = option("scratch", "Street-view and aerial encoder: scratch|efficientnet-lite0|siglip:DIR: a "
-                                         "small CNN from scratch, ImageNet EfficientNet-Lite0 (weights from the train "
+    image_tower: str = option("scratch", "Street-view and aerial encoder: scratch|colour|efficientnet-lite0|"
+                                         "siglip:DIR: a small CNN from scratch beside a colour-histogram MLP, "
+                                         "that MLP alone, ImageNet EfficientNet-Lite0 (weights from the train "
                                          "extra), or the SigLIP vision tower saved in the local folder DIR "
                                          "(siglip extra).")
     text_tower: str = option("scratch", "Description encoder: scratch|minilm|siglip:DIR: a small transformer from "

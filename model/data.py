@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import JSON, TEST, TEXT, TRAIN, SampleMeta
 from unigeo.model.modalities import REGISTRY, DecodeContext
 
+BAD_SAMPLE = "__bad_sample__"  # an item that stands for a read error in a dataloader worker
 DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encoder
 
 
@@ -47,6 +49,11 @@ DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encode
 class Shard:
     url: str
     samples: int
+    bytes: int | None = None  # as the manifest lists it
+
+
+class BadSampleError(UniGeoError):
+    """A shard or a sample in it that cannot be read; the message names the shard and the sample."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,20 @@ def read_manifest(data: str) -> dict[str, Any]:
 def list_shards(data: str, split: str, manifest: dict[str, Any] | None = None) -> list[Shard]:
     """The shards of one split listed in ``DIR/manifest.json``, with their sample counts."""
     manifest = manifest or read_manifest(data)
-    shards = [Shard(fileio.join(data, s["shard"]), int(s["samples"]))
+    shards = [Shard(fileio.join(data, s["shard"]), int(s["samples"]), s.get("bytes"))
               for s in manifest.get("shards", []) if s["split"] == split and int(s["samples"]) > 0]
     return sorted(shards, key=lambda s: s.url)
+
+
+def check_shards(shards: Sequence[Shard]) -> None:
+    """Every shard is there with the size the manifest lists, before any is read."""
+    for shard in shards:
+        size = fileio.size(shard.url)
+        if size is None:
+            raise BadSampleError(f"shard {shard.url} is listed in the manifest but missing")
+        if shard.bytes is not None and size != shard.bytes:
+            raise BadSampleError(f"shard {shard.url} has {size} bytes, the manifest lists {shard.bytes}: "
+                                 "it was truncated or replaced after the build")
 
 
 def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -106,15 +124,29 @@ def epoch_plan(shards: Sequence[Shard], epoch: int, seed: int, rank: int = 0, wo
 
 
 def iter_raw(slices: Iterable[ShardSlice]) -> Iterator[dict[str, Any]]:
-    """Raw samples (``__key__`` plus member bytes) of shard slices, read through fsspec."""
+    """Raw samples (``__key__`` plus member bytes) of shard slices, read through fsspec; a shard that
+    cannot be read, or holds fewer samples than its slice needs, raises ``BadSampleError`` naming it."""
     for sl in slices:
-        with fileio.open_binary(sl.url) as stream:
-            files = tariterators.tar_file_expander([{"url": sl.url, "stream": stream}])
-            for i, sample in enumerate(tariterators.group_by_keys(files)):
-                if i >= sl.stop:
-                    break
-                if i >= sl.start:
-                    yield sample
+        last, i = None, -1
+        try:
+            with fileio.open_binary(sl.url) as stream:
+                files = tariterators.tar_file_expander([{"url": sl.url, "stream": stream}])
+                for i, sample in enumerate(tariterators.group_by_keys(files)):
+                    if i >= sl.stop:
+                        break
+                    last = sample.get("__key__")
+                    if i >= sl.start:
+                        yield sample
+        except (tarfile.TarError, OSError, EOFError, ValueError, KeyError) as e:
+            where = f"after sample {last}" if last else "at its start"
+            raise BadSampleError(f"shard {sl.url}: unreadable {where}: {_one_line(e)}") from None
+        if i + 1 < sl.stop:
+            raise BadSampleError(f"shard {sl.url} ends after {i + 1} samples; the manifest lists at least {sl.stop}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e.args[0] if e.args else e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # ---------------------------------------------------------------- decoding
@@ -208,15 +240,34 @@ class Decoder:
         self.epoch = 0
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
-        meta: SampleMeta = json.loads(raw[JSON])
-        key = meta["key"]
+        where = f"sample {raw.get('__key__')} in shard {raw.get('__url__')}"
+        if JSON not in raw:
+            raise BadSampleError(f"{where} has no {JSON} member")
+        try:
+            meta: SampleMeta = json.loads(raw[JSON])
+            key = meta["key"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadSampleError(f"{where}: its {JSON} member is not a sample's JSON ({_one_line(e)})") from None
+        try:
+            return self._decode(raw, meta, key)
+        except BadSampleError:
+            raise
+        except Exception as e:  # any decoder's failure on this sample's bytes, named with the sample
+            raise BadSampleError(f"{where}: cannot decode it: {_one_line(e)}") from None
+
+    def _decode(self, raw: dict[str, Any], meta: SampleMeta, key: str) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, key_hash(key)])
         dihedral = (int(rng.integers(4)), bool(rng.random() < 0.5)) if self.spec.augment else (0, False)
         ctx = DecodeContext(raw, meta, self.spec, self.tokenizer, self.epoch, rng, dihedral)
         out: dict[str, Any] = {"key": key, "cell": meta["cell"]}
         present = {}
         for name, modality in REGISTRY.items():
-            arrays, present[name] = modality.decode(ctx)
+            try:
+                arrays, present[name] = modality.decode(ctx)
+            except Exception as e:
+                member = f"its {modality.member} member" if modality.member else f"its {name}"
+                raise BadSampleError(f"sample {raw.get('__key__')} in shard {raw.get('__url__')}: {member} cannot be "
+                                     f"decoded ({_one_line(e)})") from None
             out.update(arrays)
         out["present"] = present
         return out
@@ -277,8 +328,11 @@ class ShardStream(IterableDataset):
             seed = int(np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2]).integers(2**62))
             initial = min(64, self.shuffle_buffer)  # start yielding early: the buffer fills as it goes
             raw = wds.filters._shuffle(raw, bufsize=self.shuffle_buffer, initial=initial, seed=seed)
-        for sample in raw:
-            yield self.decoder(sample)
+        try:
+            for sample in raw:
+                yield self.decoder(sample)
+        except BadSampleError as e:  # handed to the main process as an item: a worker's exception would
+            yield {BAD_SAMPLE: str(e)}  # arrive wrapped in its traceback
 
 
 def rank_batches(stream: ShardStream, batch_size: int, workers: int = 2,
@@ -290,7 +344,15 @@ def rank_batches(stream: ShardStream, batch_size: int, workers: int = 2,
                             persistent_workers=False, prefetch_factor=8 if workers else None)
     it = iter(loader)
     for size in sizes:
-        items = [next(it) for _ in range(size)]
+        items = []
+        for item in it:
+            if BAD_SAMPLE in item:
+                raise BadSampleError(item[BAD_SAMPLE])
+            items.append(item)
+            if len(items) == size:
+                break
+        if len(items) < size:
+            raise RuntimeError(f"the epoch plan ran out of samples on rank {stream.rank}")
         yield collate(items)
     leftover = sum(1 for _ in it)
     if leftover:

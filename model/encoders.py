@@ -48,24 +48,30 @@ def colour_histogram(x: torch.Tensor, bins: int) -> torch.Tensor:
 
 class ImageEncoder(nn.Module):
     """RGB images (street-view crops, aerial tiles), uint8 (B, 3, H, W) in: a small residual CNN beside
-    an MLP on the square root of the image's joint RGB histogram (``colour_bins`` per channel; 0: none)."""
+    an MLP on the square root of the image's joint RGB histogram (``colour_bins`` per channel; 0: none).
+    ``widths=()`` leaves the CNN out: the tower sees only the colour histogram."""
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), colour_bins: int = 8,
                  colour_dim: int = 256) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.GELU())
+        if not (widths or colour_bins):
+            raise ValueError("an image encoder needs the CNN (widths) or the colour histogram (colour_bins)")
+        self.stem = (nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.GELU())
+                     if widths else None)
         self.stages = nn.Sequential(*(ConvBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:])))
         self.colour_bins = colour_bins
         self.colour = (nn.Sequential(nn.Linear(colour_bins ** 3, colour_dim), nn.GELU(),
                                      nn.Linear(colour_dim, colour_dim)) if colour_bins else None)
-        self.out_dim = widths[-1] + (colour_dim if colour_bins else 0)
+        self.out_dim = (widths[-1] if widths else 0) + (colour_dim if colour_bins else 0)
         self.norm = nn.LayerNorm(self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.stages(self.stem((x.float() - RGB_MEAN) / RGB_STD)).mean(dim=(2, 3))
+        parts = []
+        if self.stem is not None:
+            parts.append(self.stages(self.stem((x.float() - RGB_MEAN) / RGB_STD)).mean(dim=(2, 3)))
         if self.colour is not None:
-            feats = torch.cat([feats, self.colour(colour_histogram(x, self.colour_bins).sqrt())], dim=1)
-        return self.norm(feats)
+            parts.append(self.colour(colour_histogram(x, self.colour_bins).sqrt()))
+        return self.norm(torch.cat(parts, dim=1))
 
 
 def _encoder(dim: int, heads: int, depth: int) -> nn.TransformerEncoder:

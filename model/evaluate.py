@@ -20,7 +20,15 @@ from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import TEST, TRAIN
 from unigeo.model.checkpoint import load_checkpoint
-from unigeo.model.data import Decoder, DecodeSpec, collate, iter_locations, list_shards, read_manifest
+from unigeo.model.data import (
+    Decoder,
+    DecodeSpec,
+    check_shards,
+    collate,
+    iter_locations,
+    list_shards,
+    read_manifest,
+)
 from unigeo.model.metrics import compute_metrics
 from unigeo.model.modalities import REGISTRY
 from unigeo.model.network import ModelConfig, UniGeoModel, batch_to
@@ -81,8 +89,8 @@ def _stack(items: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]
 def embed_gallery(model: UniGeoModel, lat: np.ndarray, lon: np.ndarray, batch_size: int,
                   device: torch.device) -> np.ndarray:
     model.eval()
-    embs = [model.embed("coords", {"lat": torch.from_numpy(lat[sl]).to(device),
-                                   "lon": torch.from_numpy(lon[sl]).to(device)}).float().cpu().numpy()
+    embs = [model.embed("coords", {"lat": torch.tensor(lat[sl]).to(device),
+                                   "lon": torch.tensor(lon[sl]).to(device)}).float().cpu().numpy()
             for sl in _chunks(len(lat), batch_size)]
     return np.concatenate(embs) if embs else np.zeros((0, model.cfg.dim), np.float32)
 
@@ -107,12 +115,21 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     dev = torch.device(device)
     model, tokenizer, state = load_model(checkpoint, dev)
     out = out or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "eval")
-    os.makedirs(out, exist_ok=True)
     manifest = read_manifest(data)
     shards = list_shards(data, TEST, manifest)
     if not shards:
         raise UniGeoError(f"{data}: the manifest lists no test shard with samples (holdout year "
                           f"{manifest.get('options', {}).get('holdout_year', '?')})")
+    check_shards(shards)
+    manifest_sha = fileio.sha256_file(fileio.join(data, build_files.MANIFEST))[1]
+    trained_on = state.get("build", {}).get("manifest_sha256")
+    if trained_on is None:
+        log.warning("%s does not record the build it was trained on (an older checkpoint)", checkpoint)
+    elif trained_on != manifest_sha:
+        log.warning("%s was trained on another build (manifest sha256 %s, trained from %s) than %s (%s): "
+                    "seen/unseen and the figures describe this build", checkpoint, trained_on[:12],
+                    state["build"].get("data"), data, manifest_sha[:12])
+    os.makedirs(out, exist_ok=True)
     cfg = model.cfg
     decoder = Decoder(DecodeSpec(image_px=cfg.image_px, dsm_px=cfg.dsm_px, text_len=cfg.text_len,
                                  all_crops=True), tokenizer)
@@ -145,8 +162,10 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     metrics = compute_metrics(arrays, model.modalities)
     metrics["checkpoint"] = {"path": os.path.abspath(checkpoint), "epoch": int(state["epoch"]) + 1,
                              "modalities": list(model.modalities), "coords": cfg.coords,
-                             "coords_depth": cfg.coords_depth}
+                             "coords_depth": cfg.coords_depth, "build": state.get("build"),
+                             "unigeo_version": state.get("unigeo_version")}
     metrics["data"] = data
+    metrics["data_manifest_sha256"] = manifest_sha
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     from unigeo.model.eval_html import write_examples

@@ -58,6 +58,8 @@ class Modality:
         encoder: model configuration -> (encoder module, its output width).
         views: the key of a (views,) mask when the modality decodes several rows per location for
             training (their embeddings are averaged), and evaluation embeds each row on its own.
+        member: the sample member kind it is decoded from, as the manifest counts members (``sv.jpg``);
+            a build whose manifest counts none of it cannot train the modality. None: not checked.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Modality:
     encoder: Callable[[ModelConfig], tuple[nn.Module, int]]
     views: str | None = None
     extra_keys: tuple[str, ...] = field(default=())  # item keys that are not batched (lists, strings)
+    member: str | None = None
 
 
 REGISTRY: dict[str, Modality] = {}
@@ -178,11 +181,28 @@ def _coords_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     return enc, cfg.dim
 
 
-register(Modality("sv", _decode_sv, ("sv",), _image_encoder, views="sv_views", extra_keys=("sv_members",)))
-register(Modality("aerial", _decode_aerial, ("aerial",), _image_encoder))
-register(Modality("dsm", _decode_dsm, ("dsm", "dsm_valid"), _dsm_encoder))
-register(Modality("text", _decode_text, ("text", "text_mask"), _text_encoder, extra_keys=("text_str",)))
-register(Modality("coords", _decode_coords, ("lat", "lon"), _coords_encoder))
+register(Modality("sv", _decode_sv, ("sv",), _image_encoder, views="sv_views", extra_keys=("sv_members",),
+                  member="sv.jpg"))
+register(Modality("aerial", _decode_aerial, ("aerial",), _image_encoder, member="aerial.png"))
+register(Modality("dsm", _decode_dsm, ("dsm", "dsm_valid"), _dsm_encoder, member="dsm.npy"))
+register(Modality("text", _decode_text, ("text", "text_mask"), _text_encoder, extra_keys=("text_str",),
+                  member="txt"))
+register(Modality("coords", _decode_coords, ("lat", "lon"), _coords_encoder, member="json"))
+
+
+def missing_from_build(modalities: tuple[str, ...], manifest: dict[str, Any]) -> dict[str, str]:
+    """The modalities a build cannot train, each with the member kind its manifest counts none of
+    (an older manifest without member counts: none missing)."""
+    counts = manifest.get("counts", {}).get("overall", {}).get("members")
+    if not isinstance(counts, dict):
+        return {}
+    members = {m: REGISTRY[m].member for m in modalities}
+    return {m: member for m, member in members.items() if member is not None and not counts.get(member)}
+
+
+def build_modalities(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The registered modalities a build holds."""
+    return tuple(m for m in REGISTRY if not missing_from_build((m,), manifest))
 
 
 # ---------------------------------------------------------------- embedding

@@ -37,6 +37,8 @@ def image_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
         from unigeo.model.efficientnet import PretrainedEfficientNet
 
         enc = PretrainedEfficientNet()
+    elif cfg.image_tower == "colour":
+        enc = ImageEncoder(widths=())
     else:
         enc = ImageEncoder()
     return enc, cast(int, enc.out_dim)

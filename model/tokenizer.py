@@ -1,27 +1,45 @@
-"""The text tokenizer: a small WordPiece vocabulary trained on the training texts with HF
-``tokenizers`` (no download), or a pretrained text tower's own; saved as ``RUN/tokenizer.json`` and
+"""The text tokenizer: HF ``tokenizers``' WordPiece with a small vocabulary chosen from the training
+texts (no download), or a pretrained text tower's own; saved as ``RUN/tokenizer.json`` and
 loaded from there for evaluation."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 PAD, UNK, CLS, SEP = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 PADS = (PAD, "<pad>")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
-    """A lower-cased WordPiece tokenizer fitted to ``texts``; ids 0, 1, 2 are [PAD], [UNK], [CLS]."""
-    tok = Tokenizer(models.WordPiece(unk_token=UNK))
+    """A lower-cased WordPiece tokenizer fitted to ``texts``; ids 0, 1, 2 are [PAD], [UNK], [CLS].
+
+    The vocabulary is every character seen (alone and as a ``##`` continuation), then the words seen at
+    least ``min_frequency`` times, most frequent first, ties in alphabetical order, up to ``vocab_size``;
+    words outside it are split into its pieces by WordPiece. Chosen this way, the same texts give the same
+    ``tokenizer.json`` in every process (HF's ``WordPieceTrainer`` may break ties differently each time).
+    """
+    tok = Tokenizer(models.WordPiece({PAD: 0, UNK: 1, CLS: 2}, unk_token=UNK))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=[PAD, UNK, CLS], show_progress=False)
-    tok.train_from_iterator(texts, trainer)
+    assert tok.normalizer is not None and tok.pre_tokenizer is not None
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    vocab = [PAD, UNK, CLS, *chars, *(f"##{c}" for c in chars)]
+    known = set(vocab)
+    for word, n in sorted(counts.items(), key=lambda wn: (-wn[1], wn[0])):
+        if len(vocab) >= vocab_size or n < min_frequency:
+            break
+        if word not in known:
+            vocab.append(word)
+            known.add(word)
+    tok.model = models.WordPiece({t: i for i, t in enumerate(vocab[:max(vocab_size, 3)])}, unk_token=UNK)
     return tok
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -23,14 +23,19 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from unigeo.core.errors import UniGeoError
+from unigeo import __version__
+from unigeo.core import fileio
+from unigeo.core.build_files import MANIFEST
+from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.core.sample import TRAIN
-from unigeo.model.checkpoint import load_checkpoint, save_checkpoint
+from unigeo.model.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from unigeo.model.config import ModelConfig, TrainConfig
 from unigeo.model.data import (
+    BadSampleError,
     Decoder,
     DecodeSpec,
     ShardStream,
+    check_shards,
     iter_texts,
     list_shards,
     rank_batches,
@@ -39,18 +44,20 @@ from unigeo.model.data import (
 )
 from unigeo.model.distributed import Dist, auto_workers, barrier, init_distributed, resolve_device
 from unigeo.model.loss import all_to_all_infonce, gather_across_ranks
+from unigeo.model.modalities import build_modalities, missing_from_build
 from unigeo.model.network import UniGeoModel, batch_to
 from unigeo.model.schedule import param_groups, warmup_cosine
 from unigeo.model.tokenizer import load_tokenizer, pretrained_tokenizer, save_tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "model.pt"
 TOKENIZER = "tokenizer.json"
 CONFIG = "config.json"
 LOG = "log.jsonl"
-# What a resumed run takes from its checkpoint, whatever the command line says: the schedule and data order.
-RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "views", "crop_min_scale")
+RUN_FILES = (CHECKPOINT, CONFIG, LOG, TOKENIZER)  # what the trainer writes in RUN/ (and --overwrite removes)
+# Options a resumed run takes from the command line: they change neither the model nor the data order or
+# schedule. Every other option comes from the run's checkpoint; giving it with another value is an error.
+RESUME_FREE = frozenset({"data", "out", "resume", "overwrite", "progress", "stop_after", "log_every", "device"})
 
 
 # ---------------------------------------------------------------- log
@@ -59,6 +66,23 @@ RESUMED = ("batch_size", "lr", "weight_decay", "warmup", "seed", "epochs", "view
 class JsonLog:
     def __init__(self, path: str, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
+
+    def keep_until(self, epoch: int) -> None:
+        """Drop the records of ``epoch`` and later (what a stopped run logged after its last checkpoint)."""
+        if not (self.enabled and os.path.exists(self.path)):
+            return
+        with open(self.path) as f:
+            lines = [ln for ln in f if ln.strip()]
+        kept = []
+        for ln in lines:
+            try:
+                rec = json.loads(ln)
+            except ValueError:  # a line cut short by the kill
+                continue
+            if rec.get("epoch", -1) < epoch or (rec.get("event") == "resume" and rec["epoch"] <= epoch):
+                kept.append(ln if ln.endswith("\n") else ln + "\n")
+        with open(self.path, "w") as f:
+            f.writelines(kept)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
@@ -96,47 +120,132 @@ class Progress:
 
 def fit_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, shards: list[Any], d: Dist, vocab: int = 4096) -> Any:
     """The text tower's tokenizer (a pretrained tower's own, or one trained on the training texts) on
-    rank 0, saved in RUN/ and loaded from there everywhere."""
+    rank 0, saved in RUN/ and loaded from there everywhere; a resumed run keeps its own."""
     path = os.path.join(cfg.out, TOKENIZER)
-    tower_tokenizer = pretrained_tokenizer(model_cfg.text_tower)
-    if d.main and tower_tokenizer is not None and not cfg.resume:
-        if cfg.tokenizer:
-            log.warning("--tokenizer is ignored: --text-tower %s brings its own", model_cfg.text_tower)
-        save_tokenizer(tower_tokenizer, path)
-    elif d.main and cfg.tokenizer and not cfg.resume:
-        save_tokenizer(load_tokenizer(cfg.tokenizer), path)
-    elif d.main and not (cfg.resume and os.path.exists(path)):
-        texts = list(iter_texts(shards))
-        if not texts:
-            log.warning("no training sample has a description: the text encoder learns nothing")
-        save_tokenizer(train_tokenizer(texts or ["empty"], vocab_size=vocab), path)
+    if d.main and not (cfg.resume and os.path.exists(path)):
+        tower_tokenizer = pretrained_tokenizer(model_cfg.text_tower)
+        if tower_tokenizer is not None:
+            if cfg.tokenizer:
+                log.warning("--tokenizer is ignored: --text-tower %s brings its own", model_cfg.text_tower)
+            save_tokenizer(tower_tokenizer, path)
+        elif cfg.tokenizer:
+            save_tokenizer(load_tokenizer(cfg.tokenizer), path)
+        else:
+            texts = list(iter_texts(shards))
+            if not texts:
+                log.warning("no training sample has a description: the text encoder learns nothing")
+            save_tokenizer(train_tokenizer(texts or ["empty"], vocab_size=vocab), path)
     barrier(d)
     return load_tokenizer(path)
 
 
-def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
-    """Train from ``DIR/shards/train`` into ``RUN/``; returns a summary (epochs run, last losses)."""
+# ---------------------------------------------------------------- the run folder
+
+
+def holds_run(out: str) -> list[str]:
+    """The files of a run in ``out`` (empty: no run there)."""
+    return [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+
+
+def open_run(cfg: TrainConfig, model_cfg: ModelConfig, explicit: Collection[str]
+             ) -> tuple[TrainConfig, ModelConfig, dict[str, Any] | None]:
+    """Check ``--out`` against ``--resume`` / ``--overwrite`` before anything is written. A resumed run
+    takes its saved configuration; a flag given on the command line must agree with it, except the ones
+    that change neither the model nor the data order and schedule (``RESUME_FREE``) and a longer
+    ``--epochs``, which extends the schedule. Returns the configuration to train and the checkpoint."""
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it again: give one")
+    present = holds_run(cfg.out)
+    if not cfg.resume:
+        if present and not cfg.overwrite:
+            raise ConfigError(f"--out {cfg.out} holds a run ({', '.join(present)}): --resume to continue it, "
+                              "--overwrite to start it again, or another --out")
+        return cfg, model_cfg, None
+    ckpt_path = os.path.join(cfg.out, CHECKPOINT)
+    config_path = os.path.join(cfg.out, CONFIG)
+    if not os.path.exists(config_path):
+        raise ConfigError(f"--resume: {cfg.out} holds no run ({CONFIG} not found)")
+    state = load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None
+    if state is not None:
+        saved_train, saved_model = state["train_config"], state["model_config"]
+    else:  # stopped before its first epoch ended: start again with the saved configuration
+        with open(config_path) as f:
+            saved = json.load(f)
+        saved_train, saved_model = saved["train"], saved["model"]
+        log.warning("--resume: %s has no checkpoint yet: training starts again at epoch 1", cfg.out)
+    saved_cfg = ModelConfig.from_json(saved_model)
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab", "seed"}
+    updates: dict[str, Any] = {k: saved_train[k] for k in train_fields - RESUME_FREE if k in saved_train}
+    for name in sorted(explicit):
+        if name in train_fields and name not in RESUME_FREE and name in saved_train:
+            given, had = getattr(cfg, name), saved_train[name]
+        elif name in model_fields:
+            given, had = getattr(model_cfg, name), getattr(saved_cfg, name)
+        else:
+            continue
+        if given == had:
+            continue
+        if name == "epochs" and given > had:
+            log.warning("--resume: --epochs %d extends the run's schedule of %d epochs (the learning rate follows "
+                        "the longer cosine from here on)", given, had)
+            updates["epochs"] = given
+            continue
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"--resume: {flag} {_show(given)} differs from the run's {_show(had)} "
+                          f"({config_path}): leave {flag} out to continue the run, or --overwrite to start again")
+    return dataclasses.replace(cfg, **updates), saved_cfg, state
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _fresh_folder(cfg: TrainConfig, d: Dist) -> None:
+    """Make ``--out``; with ``--overwrite``, remove the files an earlier run wrote there (nothing else)."""
+    if not d.main:
+        return
+    os.makedirs(cfg.out, exist_ok=True)
+    if cfg.overwrite and not cfg.resume:
+        for f in (*RUN_FILES, f"{CHECKPOINT}.tmp"):
+            path = os.path.join(cfg.out, f)
+            if os.path.exists(path):
+                os.remove(path)
+        if os.path.isdir(os.path.join(cfg.out, "eval")):
+            log.warning("--overwrite: %s/eval describes the earlier model until `unigeo eval` runs again", cfg.out)
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(cfg: TrainConfig, model_cfg: ModelConfig, explicit: Collection[str] = ()) -> dict[str, Any]:
+    """Train from ``DIR/shards/train`` into ``RUN/``; returns a summary (epochs run, last losses).
+
+    ``explicit``: the option names the user gave (checked against a resumed run's configuration)."""
     d = init_distributed(cfg.device)
     device = resolve_device(cfg.device, d)
+    cfg, model_cfg, state = open_run(cfg, model_cfg, explicit)
+    if cfg.workers < 0:  # the data order depends on the worker count: the resolved count is saved
+        cfg = dataclasses.replace(
+            cfg, workers=auto_workers(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     torch.manual_seed(cfg.seed)
-    os.makedirs(cfg.out, exist_ok=True)
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        if not os.path.exists(ckpt_path):
-            raise UniGeoError(f"--resume: no checkpoint at {ckpt_path}")
-        state = load_checkpoint(ckpt_path)
-        model_cfg = ModelConfig.from_json(state["model_config"])
-        saved = state["train_config"]
-        for k in RESUMED:
-            if saved[k] != getattr(cfg, k):
-                log.warning("--resume: %s=%s from the checkpoint overrides %s", k, saved[k], getattr(cfg, k))
-        cfg = dataclasses.replace(cfg, **{k: saved[k] for k in RESUMED})
 
     manifest = read_manifest(cfg.data)
     shards = list_shards(cfg.data, TRAIN, manifest)
     if not shards:
         raise UniGeoError(f"{cfg.data}: the manifest lists no training shard with samples")
+    missing = missing_from_build(model_cfg.modalities, manifest)
+    if missing:
+        raise ConfigError(f"--modalities: the build {cfg.data} has no {', '.join(missing)} "
+                          f"(no {', '.join(missing.values())} member); it holds "
+                          f"{','.join(build_modalities(manifest)) or 'none of them'}")
+    check_shards(shards)
+    build: dict[str, Any] = {"data": cfg.data,
+                             "manifest_sha256": fileio.sha256_file(fileio.join(cfg.data, MANIFEST))[1],
+                             "unigeo_version": manifest.get("unigeo_version")}
+    _fresh_folder(cfg, d)
+    barrier(d)
     tokenizer = fit_tokenizer(cfg, model_cfg, shards, d)
     model_cfg = dataclasses.replace(model_cfg, vocab=tokenizer.get_vocab_size())
     model = UniGeoModel(model_cfg).to(device)
@@ -150,7 +259,16 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
         start_epoch = int(state["epoch"]) + 1
+        started_on = str(state.get("build", {}).get("manifest_sha256", build["manifest_sha256"]))
+        if started_on != build["manifest_sha256"]:
+            log.warning("--resume: %s is not the build this run started on (manifest sha256 %s, now %s)",
+                        cfg.data, started_on[:12], build["manifest_sha256"][:12])
+    if start_epoch >= cfg.epochs:
+        log.warning("the run in %s is finished (%d of %d epochs): nothing to train; a larger --epochs extends it",
+                    cfg.out, start_epoch, cfg.epochs)
     net: nn.Module = model
     if d.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
@@ -165,12 +283,16 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
     if d.main:
         with open(os.path.join(cfg.out, CONFIG), "w") as f:
             json.dump({"train": dataclasses.asdict(cfg), "model": model_cfg.to_json(), "world_size": d.world_size,
-                       "train_samples": total, "steps_per_epoch": steps, "torch": torch.__version__}, f, indent=2)
+                       "train_samples": total, "steps_per_epoch": steps, "torch": torch.__version__,
+                       "build": build, "unigeo_version": __version__}, f, indent=2)
         if start_epoch == 0:
-            open(jlog.path, "w").close()  # a fresh run starts a fresh log; a resumed one appends
+            open(jlog.path, "w").close()  # a fresh run starts a fresh log
             jlog.write({"event": "start", "train_samples": total, "shards": len(shards), "steps_per_epoch": steps,
                         "world_size": d.world_size, "modalities": list(model.modalities),
                         "parameters": sum(p.numel() for p in model.parameters())})
+        else:  # a resumed run drops what the stopped one logged after its checkpoint, then goes on
+            jlog.keep_until(start_epoch)
+            jlog.write({"event": "resume", "epoch": start_epoch})
         log.info("training on %d samples from %d shards: %d steps per epoch x %d epochs, %d rank(s)",
                  total, len(shards), steps, cfg.epochs, d.world_size)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
@@ -181,7 +303,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
         net.train()
         bar = Progress(cfg.progress and d.main, steps, epoch, cfg.epochs)
         t0, seen, losses = time.perf_counter(), 0, []
-        for i, batch in enumerate(_batches(stream, cfg, device)):
+        for i, batch in enumerate(_batches(stream, cfg, device, jlog)):
             with autocast:
                 emb, present, scale = net(batch)
                 emb, present = gather_across_ranks({m: e.float() for m, e in emb.items()}, present)
@@ -217,7 +339,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "epoch": epoch, "model_config": model_cfg.to_json(), "train_config": dataclasses.asdict(cfg),
-                "tokenizer": TOKENIZER, "train_samples": total})
+                "tokenizer": TOKENIZER, "train_samples": total, "rng": {"torch": torch.get_rng_state()},
+                "build": build, "unigeo_version": __version__})
             log.info("epoch %d/%d: loss %.4f, %.1f samples/s, checkpoint %s", epoch + 1, cfg.epochs,
                      record["loss"], record["samples_per_s"], ckpt_path)
         barrier(d)
@@ -228,7 +351,12 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
             "model": model}
 
 
-def _batches(stream: ShardStream, cfg: TrainConfig, device: torch.device) -> Iterator[dict[str, Any]]:
-    workers = cfg.workers if cfg.workers >= 0 else auto_workers(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    for batch in rank_batches(stream, cfg.batch_size, workers):
-        yield batch_to(batch, device)
+def _batches(stream: ShardStream, cfg: TrainConfig, device: torch.device, jlog: JsonLog
+             ) -> Iterator[dict[str, Any]]:
+    """The epoch's batches; a shard or sample that cannot be read stops the run (logged, then raised)."""
+    try:
+        for batch in rank_batches(stream, cfg.batch_size, cfg.workers):
+            yield batch_to(batch, device)
+    except BadSampleError as e:
+        jlog.write({"event": "bad_sample", "epoch": stream.epoch, "error": str(e)})
+        raise

@@ -141,7 +141,8 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
                      located.rejects | "RejectsToLedger" >> beam.Map(rejects_to_ledger)),
         rejects=(located.rejects, rendered[REJECTS], poi))
     (rendered.encoded
-     | "WriteShards" >> WriteShards(out, opts.shard_max_samples, int(opts.shard_max_mb * 1024 * 1024)))
+     | "WriteShards" >> WriteShards(out, opts.shard_max_samples, int(opts.shard_max_mb * 1024 * 1024),
+                                   mix_seed=opts.seed if opts.train_shard_order == "mixed" else None))
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:

@@ -103,6 +103,10 @@ class BuildOptions:
     shard_max_samples: int = option(1000, "Most samples in a shard.", min=1)
     shard_max_mb: float = option(1024.0, "Most megabytes in a shard (a larger sample gets one of its own).",
                                  min=0, min_open=True)
+    train_shard_order: str = option("mixed", "Which samples share a training shard: a seeded random draw over the "
+                                    "whole metro (batches mix places from everywhere) or neighbours in S2 order "
+                                    "(batches from one area). Test shards are always in S2 order.",
+                                    choices=("mixed", "s2"))
     imagery: ImageryOptions = dataclasses.field(default_factory=ImageryOptions)
     text: TextOptions = dataclasses.field(default_factory=TextOptions)
 

@@ -59,24 +59,37 @@ def encode_sample(metro: str, split: str, key: str, members: dict[str, Any]) -> 
     return EncodedSample(metro, split, key, tuple(out))
 
 
-def plan_shards(sizes: Iterable[tuple[str, int]], max_samples: int, max_bytes: int) -> list[list[str]]:
-    """Group sample keys, in key order, into shards of at most ``max_samples`` and about ``max_bytes``.
+def mixed_order(key: str, seed: int) -> bytes:
+    """Where ``key`` falls in a training split's seeded, spatially mixed order (a SHA-256 of seed and key)."""
+    return hashlib.sha256(f"{seed}:{key}".encode()).digest()
 
+
+def plan_shards(sizes: Iterable[tuple[str, int]], max_samples: int, max_bytes: int,
+                mix_seed: int | None = None) -> list[list[str]]:
+    """Group sample keys into shards of at most ``max_samples`` and about ``max_bytes``.
+
+    Keys are taken in key (S2) order, so a shard covers one compact area; with ``mix_seed`` they are taken
+    in the order of :func:`mixed_order` instead, so every shard is a seeded random draw over the whole
+    metro (the training split: a batch read through a small shuffle buffer then holds places from
+    everywhere, not one neighbourhood). Either way a shard's keys are listed, and written, in key order.
     A sample larger than ``max_bytes`` gets a shard of its own rather than being dropped.
     """
     if max_samples < 1 or max_bytes < 1:
         raise ValueError("shard limits must be positive")
+    ordered = sorted(sizes)
+    if mix_seed is not None:
+        ordered.sort(key=lambda item: mixed_order(item[0], mix_seed))
     shards: list[list[str]] = []
     current: list[str] = []
     current_bytes = 0
-    for key, nbytes in sorted(sizes):
+    for key, nbytes in ordered:
         if current and (len(current) >= max_samples or current_bytes + nbytes > max_bytes):
-            shards.append(current)
+            shards.append(sorted(current))
             current, current_bytes = [], 0
         current.append(key)
         current_bytes += nbytes
     if current:
-        shards.append(current)
+        shards.append(sorted(current))
     return shards
 
 

@@ -419,16 +419,18 @@ class _WriteShard(beam.DoFn):
 class _Plan(beam.DoFn):
     """One metro and split's sample sizes -> ``DIR/plan/{metro}-{split}.json`` and each key's shard."""
 
-    def __init__(self, out_dir: str, max_samples: int, max_bytes: int) -> None:
+    def __init__(self, out_dir: str, max_samples: int, max_bytes: int, mix_seed: int | None) -> None:
         self.out_dir = out_dir.rstrip("/")
         self.max_samples = max_samples
         self.max_bytes = max_bytes
+        self.mix_seed = mix_seed
 
     def process(self, element: tuple[tuple[str, str], Iterable[tuple[str, int]]]
                 ) -> Iterator[tuple[str, tuple[str, str, int]]]:
         (metro, split), group = element
         sizes = list(group)
-        shards = plan_shards(sizes, self.max_samples, self.max_bytes)
+        mix = self.mix_seed if split == "train" else None  # test shards stay in S2 order
+        shards = plan_shards(sizes, self.max_samples, self.max_bytes, mix)
         record = plan_record(metro, split, sizes, shards)
         write_bytes(f"{self.out_dir}/{PLAN_FOLDER}/{metro}-{split}.json",
                     json.dumps(record, indent=2, sort_keys=True).encode())  # a retry writes the same bytes
@@ -443,8 +445,10 @@ class WriteShards(beam.PTransform):
     """``EncodedSample``s -> ``DIR/shards/{split}/{metro}-{split}-{NNNNNN}.tar`` plus a stats JSON each, and
     the plan of each metro and split (``DIR/plan/{metro}-{split}.json``).
 
-    Shards are planned from sample sizes alone (keys in S2 order, cut at ``max_samples`` or
-    ``max_bytes``), so a worker holds one shard's samples at most, never a whole metro. The plan and the
+    Shards are planned from sample sizes alone (cut at ``max_samples`` or ``max_bytes``), so a worker holds
+    one shard's samples at most, never a whole metro. Test shards take keys in S2 order; with ``mix_seed``
+    training shards take them in a seeded hash order (``plan_shards``), so that training batches mix the
+    whole metro. The plan and the
     stats each carry the shard's sample count and key digest, so that the build can check, before it
     publishes, that every shard holds what its plan gave it.
     """
@@ -452,6 +456,7 @@ class WriteShards(beam.PTransform):
     out_dir: str
     max_samples: int
     max_bytes: int
+    mix_seed: int | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -462,7 +467,7 @@ class WriteShards(beam.PTransform):
         plan = (samples
                 | "Sizes" >> beam.Map(lambda s: ((s.metro, s.split), (s.key, s.nbytes)))
                 | "GroupSizes" >> beam.GroupByKey()
-                | "Plan" >> beam.ParDo(_Plan(self.out_dir, self.max_samples, self.max_bytes)))
+                | "Plan" >> beam.ParDo(_Plan(self.out_dir, self.max_samples, self.max_bytes, self.mix_seed)))
         return (samples
                 | "ToShard" >> beam.Map(lambda s, shard_of: (shard_of[f"{s.metro}/{s.key}"], s),
                                         beam.pvalue.AsDict(plan))

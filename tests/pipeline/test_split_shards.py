@@ -38,6 +38,20 @@ def test_plan_shards_respects_both_limits_and_key_order() -> None:
         plan_shards(sizes, 0, 1)
 
 
+def test_mixed_plan_draws_each_shard_over_the_whole_key_range() -> None:
+    sizes = [(f"k{i:04d}", 100) for i in range(1000)]
+    s2 = plan_shards(sizes, max_samples=100, max_bytes=10**9)
+    mixed = plan_shards(sizes, max_samples=100, max_bytes=10**9, mix_seed=0)
+    assert [len(s) for s in mixed] == [100] * 10
+    assert sorted(k for s in mixed for k in s) == [k for k, _ in sizes]  # every key once
+    assert all(s == sorted(s) for s in mixed)  # listed (and written) in key order
+    # an S2-ordered shard spans a tenth of the keys; a mixed one nearly all of them
+    span = [int(s[-1][1:]) - int(s[0][1:]) for s in mixed]
+    assert max(int(s[-1][1:]) - int(s[0][1:]) for s in s2) == 99 and min(span) > 900
+    assert mixed == plan_shards(sizes[::-1], max_samples=100, max_bytes=10**9, mix_seed=0)  # input order
+    assert mixed != plan_shards(sizes, max_samples=100, max_bytes=10**9, mix_seed=1)  # the seed
+
+
 def samples() -> list:
     return [encode_sample("m", "train", f"89e{i}_train", {"json": {"i": i, "name": "ä"}, "dsm.npy": bytes(i * 300)})
             for i in range(5)]

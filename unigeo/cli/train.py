@@ -8,11 +8,12 @@ import os
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from unigeo.cli.build import missing_extra
 from unigeo.cli.dataclass_options import click_options
 from unigeo.cli.options import verbosity
-from unigeo.core.errors import UniGeoError
+from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.model.config import IMAGE_TOWERS, TEXT_TOWERS, ModelConfig, TrainConfig, check_tower
 
 TRAIN_MODULES = ("torch", "tokenizers", "webdataset")
@@ -52,16 +53,18 @@ def tower_option(kind: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def run_train(data: str, out: str, **kw: Any) -> dict[str, Any]:
+def run_train(data: str, out: str, explicit: tuple[str, ...] = (), **kw: Any) -> dict[str, Any]:
     """Train with keyword arguments named after the fields of ``TrainConfig`` and ``ModelConfig`` (also
-    used by ``unigeo demo``); the seed goes to both."""
+    used by ``unigeo demo``); the seed goes to both. ``explicit``: the options the user gave."""
     from unigeo.model.train import train
 
     model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
     model_kw = {k: v for k, v in kw.items() if k in model_keys and v is not None}
     train_kw = {k: v for k, v in kw.items() if k not in model_keys - {"seed"} and v is not None}
     try:
-        return train(TrainConfig(data=data, out=out, **train_kw), ModelConfig(**model_kw))
+        return train(TrainConfig(data=data, out=out, **train_kw), ModelConfig(**model_kw), explicit)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
     except (UniGeoError, ValueError) as e:
         raise click.ClickException(str(e)) from e
 
@@ -84,7 +87,10 @@ def train_command(data: str, out: str, modalities: str | None, no_progress: bool
     kw["text_tower"] = tower_option("text", kw["text_tower"], TEXT_TOWERS)
     if kw.get("tokenizer") and not os.path.isfile(kw["tokenizer"]):
         raise click.BadParameter(f"{kw['tokenizer']} is not a file", param_hint="--tokenizer")
-    summary = run_train(data, out, modalities=names, progress=not no_progress, **kw)
+    ctx = click.get_current_context()
+    given = tuple(name for name in (*kw, "modalities")
+                  if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT))
+    summary = run_train(data, out, explicit=given, modalities=names, progress=not no_progress, **kw)
     if summary["rank"] == 0:
         last = summary["history"][-1] if summary["history"] else None
         if last:

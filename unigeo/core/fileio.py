@@ -119,6 +119,24 @@ def exists(path: str) -> bool:
     return bool(fs.exists(p))
 
 
+def size(path: str) -> int | None:
+    """Bytes of the file at ``path``; None where there is none."""
+    try:
+        if not is_url(path):
+            return os.path.getsize(path) if os.path.isfile(path) else None
+        fs, p = _fs(path)
+        return int(fs.size(p))
+    except FileNotFoundError:
+        return None
+
+
+def is_dir(path: str) -> bool:
+    if not is_url(path):
+        return os.path.isdir(path)
+    fs, p = _fs(path)
+    return bool(fs.isdir(p))
+
+
 def glob(folder: str, pattern: str) -> list[str]:
     """Paths under ``folder`` matching a glob, sorted, spelled like ``folder`` (URL or local path)."""
     if not is_url(folder):
