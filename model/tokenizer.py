@@ -4,6 +4,7 @@ loaded from there for evaluation."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 
@@ -44,7 +45,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency:
 
 
 def save_tokenizer(tok: Tokenizer, path: str) -> None:
-    tok.save(path)
+    """Write ``path`` whole or not at all (a temporary file, then a rename)."""
+    tok.save(f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
 
 
 def load_tokenizer(path: str) -> Tokenizer:

@@ -143,7 +143,10 @@ def fit_tokenizer(cfg: TrainConfig, model_cfg: ModelConfig, shards: list[Any], d
 
 
 def holds_run(out: str) -> list[str]:
-    """The files of a run in ``out`` (empty: no run there)."""
+    """The files of a run in ``out``; empty where no run started there (a run starts when its
+    ``config.json`` is written, before the first step: what a start killed earlier left is replaced)."""
+    if not any(os.path.exists(os.path.join(out, f)) for f in (CONFIG, CHECKPOINT)):
+        return []
     return [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
 
 
@@ -206,12 +209,12 @@ def _fresh_folder(cfg: TrainConfig, d: Dist) -> None:
     if not d.main:
         return
     os.makedirs(cfg.out, exist_ok=True)
-    if cfg.overwrite and not cfg.resume:
-        for f in (*RUN_FILES, f"{CHECKPOINT}.tmp"):
+    if not cfg.resume:  # --overwrite, or the leftovers of a start killed before its config.json
+        for f in (*RUN_FILES, f"{CHECKPOINT}.tmp", f"{CONFIG}.tmp", f"{TOKENIZER}.tmp"):
             path = os.path.join(cfg.out, f)
             if os.path.exists(path):
                 os.remove(path)
-        if os.path.isdir(os.path.join(cfg.out, "eval")):
+        if cfg.overwrite and os.path.isdir(os.path.join(cfg.out, "eval")):
             log.warning("--overwrite: %s/eval describes the earlier model until `unigeo eval` runs again", cfg.out)
 
 
@@ -281,10 +284,12 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, explicit: Collection[str] = 
                          shuffle=True, shuffle_buffer=cfg.shuffle_buffer)
     jlog = JsonLog(os.path.join(cfg.out, LOG), d.main)
     if d.main:
-        with open(os.path.join(cfg.out, CONFIG), "w") as f:
-            json.dump({"train": dataclasses.asdict(cfg), "model": model_cfg.to_json(), "world_size": d.world_size,
-                       "train_samples": total, "steps_per_epoch": steps, "torch": torch.__version__,
-                       "build": build, "unigeo_version": __version__}, f, indent=2)
+        config = {"train": dataclasses.asdict(cfg), "model": model_cfg.to_json(), "world_size": d.world_size,
+                  "train_samples": total, "steps_per_epoch": steps, "torch": torch.__version__,
+                  "build": build, "unigeo_version": __version__}
+        with open(os.path.join(cfg.out, f"{CONFIG}.tmp"), "w") as f:
+            json.dump(config, f, indent=2)
+        os.replace(os.path.join(cfg.out, f"{CONFIG}.tmp"), os.path.join(cfg.out, CONFIG))
         if start_epoch == 0:
             open(jlog.path, "w").close()  # a fresh run starts a fresh log
             jlog.write({"event": "start", "train_samples": total, "shards": len(shards), "steps_per_epoch": steps,
