@@ -56,7 +56,7 @@ def demo(out: str, size: str, seed: int, epochs: int | None) -> None:
         return
     run = os.path.join(out, "run")
     click.echo(f"\n4/5 train {epochs} epochs on CPU -> {run} (a short run: a baseline, not a trained model)")
-    run_train(data, run, epochs=epochs, batch_size=32, seed=seed, log_every=5)
+    run_train(data, run, epochs=epochs, batch_size=32, seed=seed, log_every=5, overwrite=True)  # the demo's own run
     click.echo(f"\n5/5 eval on the {manifest['options'].get('holdout_year', 2023)} split -> {run}/eval")
     run_eval(data, os.path.join(run, "model.pt"), None, 64, "cpu")
     click.echo(f"\nretrieval examples: {os.path.abspath(run)}/eval/index.html; for a world big enough to learn "
