@@ -14,10 +14,17 @@ from unigeo.cli.options import verbosity
 @click.argument("out_dir")
 @verbosity
 def audit(out_dir: str) -> None:
-    """Check shards, ledger sums and split leakage of a build; print JSON; exit 1 on any violation."""
+    """Check shards, ledger sums and split leakage of a build; print JSON; exit 1 on any violation.
+    A publish that was interrupted is finished (or undone) first, and the JSON says so."""
     from unigeo.outputs.audit import audit as run_audit
+    from unigeo.outputs.folder import recover
 
+    recovered = recover(out_dir)
+    if recovered:
+        click.echo(recovered, err=True)
     result = run_audit(out_dir)
+    if recovered:
+        result["recovered"] = recovered
     click.echo(json.dumps(result, indent=2))
     if not result["ok"]:
         sys.exit(1)

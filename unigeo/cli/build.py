@@ -97,6 +97,9 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
     check_covering(inputs.metros, opts.level, opts.max_cells)
+    recovered = folder.recover(out)
+    if recovered:
+        log.warning("%s", recovered)
     folder.check_output_folder(out, inputs.paths)
     staging = folder.start(out)
     try:

@@ -6,13 +6,20 @@ A build writes only into a new or empty folder, or into one that holds an earlie
 user's own files are never touched. A folder equal to or above an input is refused too.
 
 The job writes everything under ``DIR/.unigeo-staging``; ``publish`` then moves the earlier build
-aside (its manifest first, so a folder caught half way has no manifest and fails ``unigeo audit``),
-moves the new outputs in, writes the new manifest last and deletes the earlier build. A build that
-fails before ``publish`` leaves the earlier build as it was.
+aside (its manifest first), moves the new outputs in, the new manifest last, and deletes the earlier
+build. A build that fails before ``publish`` leaves the earlier build as it was.
+
+``publish`` keeps a journal (``DIR/.unigeo-publish.json``) of the step it is in. It is written only once
+the staged build is complete (reconciled, its manifest and report staged), so a publish killed at any
+step is finished by ``recover``, which the next build and ``unigeo audit`` call first: it rolls forward
+to the staged build. A folder left by a publish killed without a journal (UniGeo before the journal)
+is rolled forward when its staged manifest is there and back to the earlier build otherwise. Neither
+build's data is deleted before the other is whole in the folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -26,6 +33,7 @@ from unigeo.core.fileio import is_url, join
 
 STAGING = ".unigeo-staging"
 PREVIOUS = ".unigeo-previous"
+JOURNAL = ".unigeo-publish.json"
 # Top-level entries a build writes, in publishing order (the manifest goes last).
 ENTRIES = ("inputs", "cells", "samples", "ledger", "rejects", "plan", "shards", "report", MANIFEST)
 FORMAT_PREFIX = "unigeo-build/"
@@ -49,6 +57,7 @@ OWNED = tuple(re.compile(p) for p in (
     r"report/(report\.json|index\.html|hist_[a-z_]+\.png|map_(split|panoramas)_[a-z0-9_]+\.png)",
     rf"report/gallery_[0-9a-f]+_{_SPLIT}_(sv\.\d{{3}}\.jpg|aerial\.jpg|dsm\.jpg)",
     rf"({re.escape(STAGING)}|{re.escape(PREVIOUS)})(/.*)?",
+    re.escape(JOURNAL),
 ))
 
 
@@ -109,7 +118,7 @@ def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = Tru
     found = listing(out)
     if not found:
         return
-    leftovers = all(rel.split("/")[0] in (STAGING, PREVIOUS) for rel in found)
+    leftovers = all(rel.split("/")[0] in (STAGING, PREVIOUS, JOURNAL) for rel in found)
     if MANIFEST not in found and not leftovers:
         raise ConfigError(f"--out {out} is not empty and holds no UniGeo build (no {MANIFEST}); a build writes only "
                           f"into a new folder or one a previous build wrote. First entries: {found[:10]}")
@@ -135,9 +144,12 @@ def _remove(fs: Any, path: str) -> None:
 
 
 def start(out: str) -> str:
-    """Create an empty staging folder under ``out`` (clearing one a killed build left) and return it."""
+    """Create an empty staging folder under ``out`` (clearing one a build killed before it published
+    left) and return it. Call ``recover`` first: a staging folder with a journal is a publish to finish."""
     fs, root = _fs(out)
     staging = f"{root}/{STAGING}"
+    if fs.exists(f"{root}/{JOURNAL}"):
+        raise RuntimeError(f"{out} holds an unfinished publish: recover it first")
     _remove(fs, staging)
     _remove(fs, f"{root}/{PREVIOUS}")
     fs.makedirs(staging, exist_ok=True)
@@ -150,16 +162,81 @@ def abandon(out: str) -> None:
     _remove(fs, f"{root}/{STAGING}")
 
 
+def _journal(fs: Any, root: str, step: str) -> None:
+    fs.pipe(f"{root}/{JOURNAL}", json.dumps({"publish": step}).encode())
+
+
 def publish(out: str) -> None:
-    """Replace the earlier build's outputs with the staged ones; the manifest moves out first and in last."""
+    """Replace the earlier build's outputs with the staged ones (the staged build must be complete)."""
     fs, root = _fs(out)
+    _journal(fs, root, "aside")
+    _finish(fs, root, "aside")
+
+
+def _finish(fs: Any, root: str, step: str) -> None:
+    """Publish from ``step`` on; every step may have been done in part before (a killed publish)."""
     staging, previous = f"{root}/{STAGING}", f"{root}/{PREVIOUS}"
-    fs.makedirs(previous, exist_ok=True)
-    for name in (MANIFEST, *ENTRIES[:-1]):
-        if fs.exists(f"{root}/{name}"):
-            fs.mv(f"{root}/{name}", f"{previous}/{name}", recursive=True)
-    for name in ENTRIES:
-        if fs.exists(f"{staging}/{name}"):
-            fs.mv(f"{staging}/{name}", f"{root}/{name}", recursive=True)
+    if step == "aside":  # the earlier build's entries go aside, its manifest first
+        fs.makedirs(previous, exist_ok=True)
+        for name in (MANIFEST, *ENTRIES[:-1]):
+            if fs.exists(f"{root}/{name}"):
+                _move(fs, f"{root}/{name}", f"{previous}/{name}")
+        _journal(fs, root, step := "in")
+    if step == "in":  # the staged entries come in, the manifest last
+        for name in ENTRIES:
+            if fs.exists(f"{staging}/{name}"):
+                _move(fs, f"{staging}/{name}", f"{root}/{name}")
+        _journal(fs, root, step := "clean")
+    if step == "clean":
+        _remove(fs, previous)
+        _remove(fs, staging)
+        _remove(fs, f"{root}/{JOURNAL}")
+
+
+def _move(fs: Any, src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``; where a killed move left part of ``src`` at ``dst`` already (an object store
+    moves object by object), the rest joins it."""
+    if not fs.exists(dst):
+        fs.mv(src, dst, recursive=True)
+        return
+    if fs.isdir(src):
+        for path in sorted(fs.find(src)):
+            target = dst + path[len(src):]
+            if fs.exists(target):
+                fs.rm(target)
+            fs.mv(path, target)
+        _remove(fs, src)
+    else:
+        fs.rm(dst)
+        fs.mv(src, dst)
+
+
+def recover(out: str) -> str | None:
+    """Finish or undo a publish that was killed; returns one line saying what was done (None: nothing)."""
+    fs, root = _fs(out)
+    journal, staging, previous = f"{root}/{JOURNAL}", f"{root}/{STAGING}", f"{root}/{PREVIOUS}"
+    if fs.exists(journal):
+        try:
+            step = str(json.loads(fs.cat(journal)).get("publish"))
+        except ValueError:  # cut short while written: the step before it was done
+            step = "aside"
+        if step not in ("aside", "in", "clean"):
+            step = "aside"
+        _finish(fs, root, step)
+        return f"{out}: finished a publish that was interrupted ({step} step): the new build is in place"
+    if not fs.exists(previous):
+        return None
+    if fs.exists(f"{root}/{MANIFEST}") and not fs.exists(f"{previous}/{MANIFEST}"):
+        _remove(fs, previous)  # only the clean-up was left
+        _remove(fs, staging)
+        return f"{out}: removed the earlier build a finished publish left aside"
+    if fs.exists(f"{staging}/{MANIFEST}"):  # an interrupted publish without a journal: the staged build is whole
+        _finish(fs, root, "aside")
+        return f"{out}: finished a publish that was interrupted: the new build is in place"
+    for name in (*ENTRIES[:-1], MANIFEST):  # the staged build is not whole: the earlier one comes back
+        if fs.exists(f"{previous}/{name}"):
+            _move(fs, f"{previous}/{name}", f"{root}/{name}")
     _remove(fs, previous)
     _remove(fs, staging)
+    return (f"{out}: rolled back a publish that was interrupted before the new build was whole: the earlier "
+            "build is back")
