@@ -245,29 +245,22 @@ class Decoder:
             raise BadSampleError(f"{where} has no {JSON} member")
         try:
             meta: SampleMeta = json.loads(raw[JSON])
-            key = meta["key"]
+            key, cell = meta["key"], meta["cell"]
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
         except (ValueError, KeyError, TypeError) as e:
             raise BadSampleError(f"{where}: its {JSON} member is not a sample's JSON ({_one_line(e)})") from None
-        try:
-            return self._decode(raw, meta, key)
-        except BadSampleError:
-            raise
-        except Exception as e:  # any decoder's failure on this sample's bytes, named with the sample
-            raise BadSampleError(f"{where}: cannot decode it: {_one_line(e)}") from None
-
-    def _decode(self, raw: dict[str, Any], meta: SampleMeta, key: str) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, key_hash(key)])
         dihedral = (int(rng.integers(4)), bool(rng.random() < 0.5)) if self.spec.augment else (0, False)
         ctx = DecodeContext(raw, meta, self.spec, self.tokenizer, self.epoch, rng, dihedral)
-        out: dict[str, Any] = {"key": key, "cell": meta["cell"]}
+        out: dict[str, Any] = {"key": key, "cell": cell}
         present = {}
         for name, modality in REGISTRY.items():
             try:
                 arrays, present[name] = modality.decode(ctx)
-            except Exception as e:
+            except Exception as e:  # any decoder's failure on this sample's bytes, named with the sample
                 member = f"its {modality.member} member" if modality.member else f"its {name}"
-                raise BadSampleError(f"sample {raw.get('__key__')} in shard {raw.get('__url__')}: {member} cannot be "
-                                     f"decoded ({_one_line(e)})") from None
+                raise BadSampleError(f"{where}: {member} cannot be decoded ({_one_line(e)})") from None
             out.update(arrays)
         out["present"] = present
         return out

@@ -71,16 +71,15 @@ class JsonLog:
         """Drop the records of ``epoch`` and later (what a stopped run logged after its last checkpoint)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
-        with open(self.path) as f:
-            lines = [ln for ln in f if ln.strip()]
         kept = []
-        for ln in lines:
-            try:
-                rec = json.loads(ln)
-            except ValueError:  # a line cut short by the kill
-                continue
-            if rec.get("epoch", -1) < epoch or (rec.get("event") == "resume" and rec["epoch"] <= epoch):
-                kept.append(ln if ln.endswith("\n") else ln + "\n")
+        with open(self.path) as f:
+            for ln in f:
+                try:
+                    rec = json.loads(ln)
+                except ValueError:  # a line cut short by the kill
+                    continue
+                if rec.get("epoch", -1) < epoch:  # the start record has no epoch
+                    kept.append(ln if ln.endswith("\n") else ln + "\n")
         with open(self.path, "w") as f:
             f.writelines(kept)
 
