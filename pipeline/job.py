@@ -30,6 +30,7 @@ from unigeo.pipeline.imagery import SUMMARY, RenderSamples, RenderSpec
 from unigeo.pipeline.local import LocalRunner, is_direct
 from unigeo.pipeline.metrics import counters
 from unigeo.pipeline.options import BuildOptions
+from unigeo.pipeline.shards import remove_sample_files
 from unigeo.pipeline.staging import StagedInputs, poi_rejects, stage_inputs
 from unigeo.pipeline.transforms import (
     LEDGER,
@@ -238,5 +239,6 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
     result = p.run()
     result.wait_until_finish()
+    remove_sample_files(out)
     return counters(result), {"runner": runner, "beam_args": list(beam_args),
                               "duration_s": round(time.time() - started, 2), "started_unix": round(started, 3)}

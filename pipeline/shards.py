@@ -6,12 +6,19 @@ import hashlib
 import io
 import json
 import tarfile
+import uuid
 from collections.abc import Iterable
 from typing import IO, Any, NamedTuple
 
+from fsspec.core import url_to_fs
+
+from unigeo.core.fileio import create, open_binary, rename
 from unigeo.core.sample import keys_sha256
 
 PLAN_FOLDER = "plan"  # DIR/plan/{metro}-{split}.json: what the shard plan gave each shard
+# Under the job's output (staging) folder: each rendered sample as a one-sample tar until its shard is
+# written; the build deletes the folder once the job is done.
+SAMPLE_FOLDER = ".unigeo-samples"
 TAR_BLOCK = 512
 TAR_MTIME = 0.0  # fixed member times: same inputs, same bytes
 
@@ -28,6 +35,19 @@ class EncodedSample(NamedTuple):
     def nbytes(self) -> int:
         """Bytes this sample adds to a tar: a header block per member plus data padded to blocks."""
         return sum(TAR_BLOCK + -(-len(data) // TAR_BLOCK) * TAR_BLOCK for _, data in self.members)
+
+
+class SampleFile(NamedTuple):
+    """A rendered sample written to a file (``spill_sample``): what travels through shard planning,
+    grouping and the runner instead of the sample's bytes."""
+
+    metro: str
+    split: str
+    key: str
+    path: str
+    nbytes: int  # what the sample adds to a shard (``EncodedSample.nbytes``)
+    panoramas: int  # panoramas its json lists
+    members: tuple[tuple[str, int], ...]  # (extension, bytes), sorted
 
 
 class ShardId(NamedTuple):
@@ -127,19 +147,69 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-def write_tar(sink: IO[bytes], samples: Iterable[EncodedSample]) -> tuple[int, str]:
+def write_tar(sink: IO[bytes], samples: Iterable[EncodedSample], ordered: bool = False) -> tuple[int, str]:
     """Write samples (sorted by key) as a WebDataset tar into ``sink``; return (bytes, sha256).
 
     Members ``{key}.{extension}`` in extension order, with fixed owner, mode and mtime (a PAX record holds
     the float mtime): byte for byte what webdataset's ``TarWriter`` writes, with the standard library, so
-    that workers never import webdataset (which imports torch).
+    that workers never import webdataset (which imports torch). With ``ordered`` the samples already come
+    in key order and are written as they come (one in memory at a time); out of order is a ``ValueError``.
     """
     hashing = _HashingWriter(sink)
+    last: str | None = None
     with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for sample in sorted(samples, key=lambda s: s.key):
+        for sample in samples if ordered else sorted(samples, key=lambda s: s.key):
+            if last is not None and sample.key < last:
+                raise ValueError(f"samples out of key order: {sample.key} after {last}")
+            last = sample.key
             for ext, data in sorted(sample.members):
                 info = tarfile.TarInfo(f"{sample.key}.{ext}")
                 info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o444
                 info.uname = info.gname = "unigeo"
                 tar.addfile(info, io.BytesIO(data))
     return hashing.size, hashing.sha256.hexdigest()
+
+
+def sample_path(out_dir: str, metro: str, split: str, key: str) -> str:
+    """Where ``spill_sample`` writes a sample: a name of its own, so a retried bundle rewrites its own file."""
+    return f"{out_dir.rstrip('/')}/{SAMPLE_FOLDER}/{metro}/{split}/{key}.tar"
+
+
+def spill_sample(out_dir: str, sample: EncodedSample) -> SampleFile:
+    """Write ``sample`` as a one-sample tar under ``out_dir`` (through a temporary name, so a reader never
+    sees part of one) and return the record that stands for it."""
+    path = sample_path(out_dir, sample.metro, sample.split, sample.key)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with create(tmp) as f:
+        write_tar(f, [sample])
+    rename(tmp, path)
+    listed = json.loads(dict(sample.members).get("json", b"{}")).get("panoramas", [])
+    return SampleFile(sample.metro, sample.split, sample.key, path, sample.nbytes, len(listed),
+                      tuple((ext, len(data)) for ext, data in sample.members))
+
+
+def load_sample(record: SampleFile) -> EncodedSample:
+    """The sample a ``SampleFile`` stands for, read back from its file.
+
+    Raises:
+        ValueError: the file does not hold the sample the record describes.
+    """
+    members = []
+    with open_binary(record.path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for info in tar:
+            name, _, ext = info.name.partition(".")
+            data = tar.extractfile(info)
+            if name != record.key or data is None:
+                raise ValueError(f"{record.path} holds {info.name}, not a member of sample {record.key}")
+            members.append((ext, data.read()))
+    sample = EncodedSample(record.metro, record.split, record.key, tuple(members))
+    if tuple((ext, len(data)) for ext, data in members) != record.members:
+        raise ValueError(f"{record.path} does not hold the members written for sample {record.key}")
+    return sample
+
+
+def remove_sample_files(out_dir: str) -> None:
+    """Delete the sample files of a finished job (nothing when there are none)."""
+    fs, root = url_to_fs(f"{out_dir.rstrip('/')}/{SAMPLE_FOLDER}")
+    if fs.exists(root):
+        fs.rm(root, recursive=True)

@@ -28,7 +28,6 @@ from shapely.geometry.base import BaseGeometry
 from unigeo.core.fileio import create, rename, write_bytes
 from unigeo.core.sample import (
     CELLS_SCHEMA,
-    JSON,
     LEDGER_SCHEMA,
     REJECTED,
     LedgerRow,
@@ -41,7 +40,17 @@ from unigeo.pipeline.cells import cell_centers, check_level, children_in, parent
 from unigeo.pipeline.coders import SampleKeyCoder  # noqa: F401  registers the key coder
 from unigeo.pipeline.locate import PANO_COLUMNS, assign_batch, panos_of, partition_of, select_batch
 from unigeo.pipeline.metrics import inc_counter
-from unigeo.pipeline.shards import PLAN_FOLDER, EncodedSample, ShardId, plan_record, plan_shards, write_tar
+from unigeo.pipeline.shards import (
+    PLAN_FOLDER,
+    EncodedSample,
+    SampleFile,
+    ShardId,
+    load_sample,
+    plan_record,
+    plan_shards,
+    spill_sample,
+    write_tar,
+)
 from unigeo.pipeline.staging import load_metros
 from unigeo.pipeline.types import RowBatch, rows
 from unigeo.sources.panoramas import (
@@ -382,38 +391,54 @@ class CoverMetros(beam.PTransform):
 # ---------------------------------------------------------------- shards
 
 
+class _SpillSample(beam.DoFn):
+    """``EncodedSample`` -> ``SampleFile``: the bytes go to a file, a small record goes on."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+
+    def process(self, sample: EncodedSample) -> Iterator[SampleFile]:
+        yield spill_sample(self.out_dir, sample)
+
+
 class _WriteShard(beam.DoFn):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir.rstrip("/")
 
-    def process(self, element: tuple[tuple[str, str, int], Iterable[EncodedSample]]) -> Iterator[dict[str, Any]]:
+    def process(self, element: tuple[tuple[str, str, int], Iterable[SampleFile]]) -> Iterator[dict[str, Any]]:
         shard = ShardId(*element[0])
-        group = element[1]
-        samples = sorted(group, key=lambda s: s.key)
+        records = sorted(element[1], key=lambda r: r.key)
         folder = f"{self.out_dir}/shards/{shard.split}"
         final = f"{folder}/{shard.name}.tar"
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-        with create(tmp) as f:
-            nbytes, sha = write_tar(f, samples)
+        with create(tmp) as f:  # one sample in memory at a time
+            nbytes, sha = write_tar(f, map(load_sample, records), ordered=True)
         rename(tmp, final)  # a retried bundle replaces the file with the same bytes
-        panoramas = sum(len(json.loads(dict(s.members)[JSON])["panoramas"]) for s in samples)
-        members: dict[str, int] = {}
-        member_bytes: dict[str, int] = {}
-        for s in samples:
-            for ext, data in s.members:
-                kind = member_kind(ext)
-                members[kind] = members.get(kind, 0) + 1
-                member_bytes[kind] = member_bytes.get(kind, 0) + len(data)
+        members: Counter[str] = Counter()
+        member_bytes: Counter[str] = Counter()
+        for r in records:
+            for ext, n in r.members:
+                members[member_kind(ext)] += 1
+                member_bytes[member_kind(ext)] += n
         stats = {"shard": shard.path, "metro": shard.metro, "split": shard.split,
-                 "number": shard.number, "samples": len(samples), "bytes": nbytes, "sha256": sha,
-                 "panoramas": panoramas, "members": dict(sorted(members.items())),
+                 "number": shard.number, "samples": len(records), "bytes": nbytes, "sha256": sha,
+                 "panoramas": sum(r.panoramas for r in records), "members": dict(sorted(members.items())),
                  "member_bytes": dict(sorted(member_bytes.items())),
-                 "first_key": samples[0].key, "last_key": samples[-1].key,
-                 "keys_sha256": keys_sha256(s.key for s in samples)}
+                 "first_key": records[0].key, "last_key": records[-1].key,
+                 "keys_sha256": keys_sha256(r.key for r in records)}
         write_bytes(f"{folder}/{shard.name}.stats.json", json.dumps(stats, indent=2, sort_keys=True).encode())
         inc_counter("shards", "written")
         inc_counter("shards", "bytes", nbytes)
         yield stats
+
+
+def _to_shard(element: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[tuple[str, str, int], SampleFile]]:
+    """A sample key's shards and sample records (joined) -> (shard, record). A key the plan listed twice
+    (two samples under one key) goes to the lowest of its shards, deterministically."""
+    _, joined = element
+    shards = joined["shard"]
+    for record in joined["sample"]:
+        yield min(shards), record
 
 
 class _Plan(beam.DoFn):
@@ -445,12 +470,15 @@ class WriteShards(beam.PTransform):
     """``EncodedSample``s -> ``DIR/shards/{split}/{metro}-{split}-{NNNNNN}.tar`` plus a stats JSON each, and
     the plan of each metro and split (``DIR/plan/{metro}-{split}.json``).
 
-    Shards are planned from sample sizes alone (cut at ``max_samples`` or ``max_bytes``), so a worker holds
-    one shard's samples at most, never a whole metro. Test shards take keys in S2 order; with ``mix_seed``
-    training shards take them in a seeded hash order (``plan_shards``), so that training batches mix the
-    whole metro. The plan and the
-    stats each carry the shard's sample count and key digest, so that the build can check, before it
-    publishes, that every shard holds what its plan gave it.
+    Each sample's bytes go to a file of its own as soon as it is rendered (``DIR/.unigeo-samples/``,
+    ``shards.spill_sample``); from there on only a small ``SampleFile`` record per sample travels through
+    the runner. Shards are planned from sample sizes alone (cut at ``max_samples`` or ``max_bytes``); each
+    key meets its shard in a keyed join (no worker holds a plan), and a shard's writer streams its samples'
+    files into the tar in key order, one sample in memory at a time. Test shards take keys in S2 order;
+    with ``mix_seed`` training shards take them in a seeded hash order (``plan_shards``), so that training
+    batches mix the whole metro. The plan and the stats each carry the shard's sample count and key digest,
+    so that the build can check, before it publishes, that every shard holds what its plan gave it. The
+    sample files stay until the build deletes them (``remove_sample_files``), so a retried shard finds them.
     """
 
     out_dir: str
@@ -464,13 +492,15 @@ class WriteShards(beam.PTransform):
             raise ValueError("shard limits must be positive")
 
     def expand(self, samples: Any) -> Any:
-        plan = (samples
-                | "Sizes" >> beam.Map(lambda s: ((s.metro, s.split), (s.key, s.nbytes)))
+        records = samples | "Spill" >> beam.ParDo(_SpillSample(self.out_dir))
+        plan = (records
+                | "Sizes" >> beam.Map(lambda r: ((r.metro, r.split), (r.key, r.nbytes)))
                 | "GroupSizes" >> beam.GroupByKey()
                 | "Plan" >> beam.ParDo(_Plan(self.out_dir, self.max_samples, self.max_bytes, self.mix_seed)))
-        return (samples
-                | "ToShard" >> beam.Map(lambda s, shard_of: (shard_of[f"{s.metro}/{s.key}"], s),
-                                        beam.pvalue.AsDict(plan))
+        keyed = records | "ByKey" >> beam.Map(lambda r: (f"{r.metro}/{r.key}", r))
+        return ({"shard": plan, "sample": keyed}
+                | "JoinPlan" >> beam.CoGroupByKey()
+                | "ToShard" >> beam.FlatMap(_to_shard)
                 | "GroupShards" >> beam.GroupByKey()
                 | "Write" >> beam.ParDo(_WriteShard(self.out_dir)))
 

@@ -156,14 +156,16 @@ def test_large_shards_are_whole_and_identical_on_every_runner_mode(tiny_world: P
         return [(s["shard"], s["sha256"]) for s in m["shards"]]
 
     first = manifests["in_memory"]
-    assert len(first["shards"]) >= 8 and first["counts"]["overall"]["shard_bytes"] > 30 * 2**20
-    assert {s["split"] for s in first["shards"]} == {"train", "test"}
+    assert first["counts"]["overall"]["shard_bytes"] > 30 * 2**20
+    assert all(sum(s["split"] == split for s in first["shards"]) >= 4 for split in ("train", "test"))
     for mode, m in manifests.items():
         r = m["reconciliation"]
         samples = m["counts"]["overall"]["samples"]
         assert r["samples"] == r["planned"] == r["in_shards"] == samples["train"] + samples["test"], mode
         assert digests(m) == digests(first), mode
         assert audit(tmp_path / mode)[0] == 0, mode
+        left = sorted(p.name for p in (tmp_path / mode).iterdir() if p.name.startswith("."))
+        assert left == [], f"{mode} left {left}"  # no staging folder, no sample files
 
 
 def test_a_rebuild_replaces_earlier_outputs(built: Path, tiny_world: Path, tmp_path: Path) -> None:

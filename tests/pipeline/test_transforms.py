@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 
 import apache_beam as beam
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from shapely.geometry import box
@@ -20,7 +23,15 @@ from unigeo.core.sample import LedgerRow, Reject, SampleKey
 from unigeo.pipeline.cells import cell_token, cover
 from unigeo.pipeline.local import LocalRunner
 from unigeo.pipeline.locate import KEY_COLUMNS, PANO_COLUMNS, panos_of
-from unigeo.pipeline.shards import encode_sample
+from unigeo.pipeline.shards import (
+    SAMPLE_FOLDER,
+    encode_sample,
+    load_sample,
+    remove_sample_files,
+    sample_path,
+    spill_sample,
+    write_tar,
+)
 from unigeo.pipeline.staging import stage_inputs
 from unigeo.pipeline.transforms import REJECTS, AssignCells, CoverMetros, ReadPanoramas, SelectPanoramas, WriteShards
 from unigeo.pipeline.types import Pano
@@ -132,6 +143,39 @@ def test_write_shards_bounds_and_reads_back(tmp_path: Path) -> None:
     assert written == [f"m-train-00000{i}.{ext}" for i in range(3) for ext in ("stats.json", "tar")]
     stats0 = json.loads((tmp_path / "shards/train/m-train-000000.stats.json").read_text())
     assert stats0["first_key"] == "89e000_train" and stats0["bytes"] == (tmp_path / stats0["shard"]).stat().st_size
+
+
+def test_write_shards_stream_sample_files_into_the_bytes_of_an_in_memory_tar(tmp_path: Path) -> None:
+    """Shards written from the sample files hold byte for byte what one tar of the samples in memory holds;
+    the files are where ``sample_path`` names them, and ``remove_sample_files`` deletes them."""
+    rng = np.random.default_rng(0)
+    samples = [encode_sample("m", split, f"89e{i:03d}_{split}",
+                             {"json": {"i": i, "panoramas": [{"row": i}]}, "txt": f"place {i}".encode(),
+                              "sv.000.jpg": rng.bytes(int(rng.integers(1, 3000)))})
+               for i in range(9) for split in ("train", "test")]
+    with pipeline() as p:
+        _ = p | beam.Create(samples) | WriteShards(str(tmp_path), max_samples=100, max_bytes=10**9)
+    for split in ("train", "test"):
+        expected = io.BytesIO()
+        write_tar(expected, [s for s in samples if s.split == split])
+        assert (tmp_path / f"shards/{split}/m-{split}-000000.tar").read_bytes() == expected.getvalue()
+    assert all(os.path.isfile(sample_path(str(tmp_path), s.metro, s.split, s.key)) for s in samples)
+    remove_sample_files(str(tmp_path))
+    assert not (tmp_path / SAMPLE_FOLDER).exists()
+    remove_sample_files(str(tmp_path))  # nothing to delete is no error
+
+
+def test_a_spilled_sample_reads_back_and_a_rewrite_is_the_same_file(tmp_path: Path) -> None:
+    sample = encode_sample("m", "train", "89e001_train", {"json": {"panoramas": [{}, {}]}, "txt": b"a place"})
+    record = spill_sample(str(tmp_path), sample)
+    first = Path(record.path).read_bytes()
+    assert spill_sample(str(tmp_path), sample) == record and Path(record.path).read_bytes() == first  # a retry
+    assert load_sample(record) == sample and record.panoramas == 2 and record.nbytes == sample.nbytes
+    assert sorted(os.listdir(Path(record.path).parent)) == ["89e001_train.tar"]  # no temporary file left
+    with pytest.raises(ValueError, match="does not hold the members"):
+        load_sample(record._replace(members=(("json", 1),)))
+    with pytest.raises(ValueError, match="not a member of sample 89e002_train"):
+        load_sample(record._replace(key="89e002_train"))
 
 
 def test_batched_assign_and_select_equal_the_per_row_functions() -> None:
