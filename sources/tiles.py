@@ -7,17 +7,25 @@ the source window they span is read once, decimated by GDAL (from overviews wher
 them, averaging for imagery) when the source is much finer than the target; then ``cv2.remap``
 samples it bilinearly. Several files of one epoch are mosaicked in order, each filling what is
 still empty.
+
+GDAL keeps the raster blocks it decodes in a per-process cache that grows to 5% of the machine's
+memory by default: a worker that holds its rasters open for a whole build grows by that much (1.2 GB
+on a 24 GB machine, more on a bigger one, per worker process). A ``RasterStack`` bounds it to
+``BLOCK_CACHE_BYTES`` unless the user set ``GDAL_CACHEMAX``; tiles are read in S2 order, so the blocks
+a tile needs are mostly the last tile's neighbours.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.env import set_gdal_config
 from rasterio.windows import Window
 
 from unigeo.core.fileio import gdal_path
@@ -27,6 +35,13 @@ LATTICE = 9  # nodes per side of the exactly projected coarse lattice
 # DSM heights outside this range (metres) are sentinels of files whose nodata is unset (-9999, -32768,
 # 3.4e38): no land or roof lies below the Dead Sea shore by 600 m or above Everest.
 DSM_VALID_M = (-1000.0, 9000.0)
+BLOCK_CACHE_BYTES = 64 * 2**20
+
+
+def bound_block_cache() -> None:
+    """Bound GDAL's block cache of this process to ``BLOCK_CACHE_BYTES``, unless ``GDAL_CACHEMAX`` is set."""
+    if "GDAL_CACHEMAX" not in os.environ:
+        set_gdal_config("GDAL_CACHEMAX", BLOCK_CACHE_BYTES)
 
 
 def _interp_matrix(size: int, nodes: np.ndarray) -> np.ndarray:
@@ -56,6 +71,7 @@ class RasterStack:
         if kind not in ("aerial", "dsm"):
             raise ValueError(f"kind must be aerial or dsm, got {kind!r}")
         self.kind = kind
+        bound_block_cache()
         self.datasets = {p: rasterio.open(gdal_path(p)) for p in paths}
 
     def close(self) -> None:

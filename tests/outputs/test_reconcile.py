@@ -9,19 +9,20 @@ import pytest
 
 from unigeo.core.errors import ReconciliationError
 from unigeo.core.sample import KEPT, NOT_SELECTED, keys_sha256, sample_key
+from unigeo.outputs.ledger import LedgerSummary, summarize_frame
 from unigeo.outputs.reconcile import reconcile
 from unigeo.pipeline.shards import plan_record, plan_shards
 
 CELLS = [f"89c25{i:03x}" for i in range(7)]
 
 
-def ledger(split: str = "train", panos_per_cell: int = 2) -> pd.DataFrame:
+def ledger(split: str = "train", panos_per_cell: int = 2) -> LedgerSummary:
     rows = []
     for c in CELLS:
         for j in range(panos_per_cell):
             rows.append({"row": len(rows), "metro": "m", "cell": c, "split": split,
                          "status": KEPT if j == 0 else NOT_SELECTED})
-    return pd.DataFrame(rows)
+    return summarize_frame(pd.DataFrame(rows))
 
 
 def plan(split: str = "train") -> dict[str, Any]:

@@ -30,28 +30,33 @@ def read_manifest(out: str) -> dict[str, Any]:
     return dict(read_json(join(out, MANIFEST)))
 
 
-def read_parquet_files(paths: list[str], schema: pa.Schema | None = None) -> pd.DataFrame:
-    """One frame of several Parquet files; with no file, an empty frame of ``schema``'s columns."""
+def read_parquet_files(paths: list[str], schema: pa.Schema | None = None, columns: list[str] | None = None
+                       ) -> pd.DataFrame:
+    """One frame of several Parquet files (only ``columns`` when given); with no file, an empty frame of
+    ``schema``'s columns."""
     frames = []
     for path in paths:
         with open_binary(path) as f:
-            frames.append(pq.read_table(f).to_pandas())
+            frames.append(pq.read_table(f, columns=columns).to_pandas())
     if frames:
         return pd.concat(frames, ignore_index=True)
-    return schema.empty_table().to_pandas() if schema is not None else pd.DataFrame()
+    if schema is None:
+        return pd.DataFrame(columns=columns)
+    empty = schema.empty_table().to_pandas()
+    return empty[columns] if columns else empty
 
 
 def read_ledger(out: str) -> pd.DataFrame:
     return read_parquet_files(glob(out, "ledger/*.parquet"), LEDGER_SCHEMA)
 
 
-def read_cells(out: str) -> pd.DataFrame:
-    return read_parquet_files(glob(out, "cells/*.parquet"), CELLS_SCHEMA)
+def read_cells(out: str, columns: list[str] | None = None) -> pd.DataFrame:
+    return read_parquet_files(glob(out, "cells/*.parquet"), CELLS_SCHEMA, columns)
 
 
-def read_samples(out: str) -> pd.DataFrame:
+def read_samples(out: str, columns: list[str] | None = None) -> pd.DataFrame:
     """The samples table: one row per sample, where it is and which members it has."""
-    return read_parquet_files(glob(out, "samples/*.parquet"), SAMPLES_SCHEMA)
+    return read_parquet_files(glob(out, "samples/*.parquet"), SAMPLES_SCHEMA, columns)
 
 
 def missing_files(out: str, manifest: dict[str, Any], kinds: tuple[str, ...] | None = None) -> dict[str, list[str]]:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
-from unigeo.core.build_files import MANIFEST, missing_files, read_json, read_ledger
+from unigeo.core.build_files import MANIFEST, missing_files, read_json
 from unigeo.core.fileio import glob, join, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
@@ -36,7 +38,7 @@ from unigeo.core.sample import (
     sample_key,
     tile_member,
 )
-from unigeo.outputs.manifest import ledger_counts
+from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import iter_shard, read_shard_stats
 from unigeo.outputs.reconcile import read_plans, reconcile
 from unigeo.pipeline.split import parse_years, split_of
@@ -99,6 +101,150 @@ def check_members(key: str, meta: SampleMeta, members: dict[str, bytes], imagery
     return problems
 
 
+class RowOwners:
+    """Which sample of the shards holds each panorama row: an int32 per input row (-1: none), grown as
+    larger rows come, and the sample keys by number. Memory: 4 bytes per input row plus the keys."""
+
+    def __init__(self) -> None:
+        self.owner = np.full(0, -1, dtype=np.int32)
+        self.keys: list[str] = []
+        self._number: dict[str, int] = {}
+
+    @classmethod
+    def from_index(cls, owner: np.ndarray, keys: list[str]) -> RowOwners:
+        """The index a shard pass would build: ``owner[row]`` the number of the sample holding ``row``."""
+        made = cls()
+        made.owner = np.asarray(owner, dtype=np.int32)
+        made.keys = list(keys)
+        made._number = {k: i for i, k in enumerate(made.keys)}
+        return made
+
+    def claim(self, row: int, key: str) -> str | None:
+        """Record that sample ``key`` holds ``row``; return the sample that held it already, if any."""
+        if row < 0:
+            return f"(none: row {row} is not an input row)"
+        if row >= len(self.owner):
+            grown = np.full(max(row + 1, 2 * len(self.owner), 1024), -1, dtype=np.int32)
+            grown[:len(self.owner)] = self.owner
+            self.owner = grown
+        number = self._number.setdefault(key, len(self.keys))
+        if number == len(self.keys):
+            self.keys.append(key)
+        earlier = int(self.owner[row])
+        if earlier >= 0:
+            return self.keys[earlier]
+        self.owner[row] = number
+        return None
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        """The sample number holding each of ``rows`` (-1: none)."""
+        inside = (rows >= 0) & (rows < len(self.owner))
+        found = np.full(len(rows), -1, dtype=np.int32)
+        found[inside] = self.owner[rows[inside]]
+        return found
+
+
+class KeptCheck:
+    """Compares the ledger's kept rows, batch by batch, with the rows the shards hold (``RowOwners``):
+    every kept row in the sample the ledger names, and no row in a shard that the ledger did not keep."""
+
+    def __init__(self, owners: RowOwners) -> None:
+        self.owners = owners
+        self.key_array = pa.array(owners.keys, pa.string())
+        self.kept = np.zeros(len(owners.owner), dtype=np.bool_)
+        self.only_ledger: list[int] = []
+        self.n_only_ledger = 0
+        self.elsewhere: list[str] = []
+
+    def __call__(self, batch: pa.Table) -> None:
+        kept = batch.filter(pc.equal(batch["status"], KEPT))
+        if not kept.num_rows:
+            return
+        rows = kept["row"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        inside = (rows >= 0) & (rows < len(self.kept))
+        self.kept[rows[inside]] = True
+        keys = pc.binary_join_element_wise(kept["cell"], kept["split"], "_")
+        named = pc.index_in(keys, value_set=self.key_array).to_numpy(zero_copy_only=False)
+        named = np.where(np.isnan(named), -1, named).astype(np.int64) if named.dtype.kind == "f" else named
+        held = self.owners.of(rows)
+        absent = held < 0
+        self.n_only_ledger += int(absent.sum())
+        self.only_ledger += rows[absent][:MAX_LISTED - len(self.only_ledger)].tolist()
+        moved = np.flatnonzero(~absent & (held != named))
+        key_list = keys.to_pylist() if len(moved) else []
+        for i in moved[:MAX_LISTED - len(self.elsewhere)]:
+            self.elsewhere.append(f"row {rows[i]}: ledger puts it in {key_list[i]}, shards in "
+                                  f"{self.owners.keys[held[i]]}")
+
+    def problems(self) -> list[str]:
+        in_shards = self.owners.owner >= 0
+        only_shards = np.flatnonzero(in_shards & ~self.kept[:len(in_shards)])
+        out = []
+        if self.n_only_ledger or len(only_shards):
+            out.append(f"kept in ledger but not in shards: rows {self.only_ledger[:MAX_LISTED]}; in shards but not "
+                       f"kept: rows {only_shards[:MAX_LISTED].tolist()}")
+        return out + self.elsewhere
+
+
+def audit_ledger(out: str, manifest: dict[str, Any], owners: RowOwners, fail: Callable[[str], None]
+                 ) -> tuple[LedgerSummary, int]:
+    """The audit's ledger checks, in one streamed pass over the ledger (memory: a few bytes per input row
+    and the samples, never the rows themselves): one row per input row, the sums the manifest states, the
+    kept panoramas exactly those the shards hold (``owners``, from the shard pass), each shard what its
+    plan gave it, no cell over ``max_panos``. Returns the ledger's summary and the input row count.
+    """
+    counts = manifest["counts"]
+    options = manifest["options"]
+    n_inputs = _input_rows(manifest["config"]["panoramas"])
+    if n_inputs is None:
+        n_inputs = counts["overall"]["inputs"]
+    elif n_inputs != counts["overall"]["inputs"]:
+        fail(f"panorama index has {n_inputs} rows, manifest says {counts['overall']['inputs']}")
+    kept_check = KeptCheck(owners)
+    try:
+        ledger = summarize_ledger(out, n_inputs, kept_check)
+    except Exception as e:
+        fail(f"cannot read the ledger: {e}")
+        ledger = LedgerSummary()
+    n_repeated, repeated = ledger.rows.repeated()
+    if n_repeated:
+        fail(f"ledger rows appear more than once: {repeated}")
+    n_missing, missing = ledger.rows.missing(n_inputs)
+    if n_missing:
+        fail(f"{n_missing} input rows missing from the ledger, e.g. {missing}")
+    beyond = ledger.rows.beyond(n_inputs) + ledger.rows.negative
+    if beyond:
+        fail(f"{beyond} ledger rows are not rows of the panorama index (0 to {n_inputs - 1})")
+    bad_status = sorted(ledger.statuses() - set(STATUSES))
+    if bad_status:
+        fail(f"ledger has unknown statuses {bad_status}")
+    recount = ledger.counts()
+    for part in ("overall", "unassigned"):
+        for k in ("inputs", "kept", "not_selected", "rejected", "rejected_by_reason"):
+            if recount[part][k] != counts[part][k]:
+                fail(f"{part} {k}: ledger has {recount[part][k]}, manifest says {counts[part][k]}")
+    for metro, c in counts["per_metro"].items():
+        r = recount["per_metro"].get(metro, {"inputs": 0, "kept": 0, "not_selected": 0, "rejected": 0})
+        for k in ("inputs", "kept", "not_selected", "rejected"):
+            if r[k] != c[k]:
+                fail(f"metro {metro} {k}: ledger has {r[k]}, manifest says {c[k]}")
+        if c["inputs"] != c["kept"] + c["not_selected"] + c["rejected"]:
+            fail(f"metro {metro}: inputs {c['inputs']} != kept + not_selected + rejected")
+    o = counts["overall"]
+    if o["inputs"] != o["kept"] + o["not_selected"] + o["rejected"]:
+        fail(f"overall: inputs {o['inputs']} != kept + not_selected + rejected")
+    for problem in kept_check.problems():
+        fail(problem)
+    # The shard plan (builds that wrote one): each shard holds what its plan gave it.
+    plans = read_plans(out)
+    if plans:
+        for problem in reconcile(ledger, None, plans, read_shard_stats(out)).problems:
+            fail(f"plan: {problem}")
+    for metro, cell, split, n in ledger.over(options["max_panos"]):
+        fail(f"{metro} {cell} {split}: {n} kept > max {options['max_panos']}")
+    return ledger, n_inputs
+
+
 def audit(out: str) -> dict[str, Any]:
     """Audit a build folder; ``result["ok"]`` is False when any check failed."""
     violations: list[str] = []
@@ -125,7 +271,7 @@ def audit(out: str) -> dict[str, Any]:
     for extra in sorted(on_disk - set(listed)):
         fail(f"{extra}: shard not in the manifest")
     seen_keys: Counter[str] = Counter()
-    pano_rows: dict[int, str] = {}
+    owners = RowOwners()
     sample_panos = 0
     for name, s in sorted(listed.items()):
         if name not in on_disk:
@@ -157,9 +303,9 @@ def audit(out: str) -> dict[str, Any]:
                     year = capture_year(p["captured_at"])
                     if split_of(year, options["holdout_year"], years) != meta["split"]:
                         fail(f"{name}: panorama {p['pano_id']} of {year} in a {meta['split']} sample")
-                    if p["row"] in pano_rows:
-                        fail(f"panorama {p['pano_id']} (row {p['row']}) in samples {pano_rows[p['row']]} and {key}")
-                    pano_rows[p["row"]] = key
+                    earlier = owners.claim(int(p["row"]), key)
+                    if earlier is not None:
+                        fail(f"panorama {p['pano_id']} (row {p['row']}) in samples {earlier} and {key}")
         except Exception as e:  # a truncated or corrupt tar
             fail(f"{name}: cannot read: {e}")
         if n != s["samples"]:
@@ -172,67 +318,12 @@ def audit(out: str) -> dict[str, Any]:
     for kind, gone in missing_files(out, manifest).items():
         fail(f"{kind}: {len(gone)} file(s) listed in the manifest are missing, e.g. {gone[:5]}")
 
-    # Ledger: one row per input row; sums; kept == panoramas in shards.
-    try:
-        ledger = read_ledger(out)
-    except Exception as e:
-        fail(f"cannot read the ledger: {e}")
-        ledger = pd.DataFrame(columns=["row", "pano_id", "metro", "cell", "split", "status", "reason"])
-    counts = manifest["counts"]
-    n_inputs = _input_rows(manifest["config"]["panoramas"])
-    if n_inputs is None:
-        n_inputs = counts["overall"]["inputs"]
-    elif n_inputs != counts["overall"]["inputs"]:
-        fail(f"panorama index has {n_inputs} rows, manifest says {counts['overall']['inputs']}")
-    rows = ledger["row"].astype(int)
-    dupes = rows[rows.duplicated()].unique().tolist()
-    if dupes:
-        fail(f"ledger rows appear more than once: {dupes[:MAX_LISTED]}")
-    missing = sorted(set(range(n_inputs)) - set(rows.tolist()))
-    if missing:
-        fail(f"{len(missing)} input rows missing from the ledger, e.g. {missing[:MAX_LISTED]}")
-    bad_status = sorted(set(ledger["status"]) - set(STATUSES))
-    if bad_status:
-        fail(f"ledger has unknown statuses {bad_status}")
-    recount = ledger_counts(ledger)
-    for part in ("overall", "unassigned"):
-        for k in ("inputs", "kept", "not_selected", "rejected", "rejected_by_reason"):
-            if recount[part][k] != counts[part][k]:
-                fail(f"{part} {k}: ledger has {recount[part][k]}, manifest says {counts[part][k]}")
-    for metro, c in counts["per_metro"].items():
-        r = recount["per_metro"].get(metro, {"inputs": 0, "kept": 0, "not_selected": 0, "rejected": 0})
-        for k in ("inputs", "kept", "not_selected", "rejected"):
-            if r[k] != c[k]:
-                fail(f"metro {metro} {k}: ledger has {r[k]}, manifest says {c[k]}")
-        if c["inputs"] != c["kept"] + c["not_selected"] + c["rejected"]:
-            fail(f"metro {metro}: inputs {c['inputs']} != kept + not_selected + rejected")
-    o = counts["overall"]
-    if o["inputs"] != o["kept"] + o["not_selected"] + o["rejected"]:
-        fail(f"overall: inputs {o['inputs']} != kept + not_selected + rejected")
-    kept = ledger[ledger["status"] == KEPT]
-    kept_rows = set(kept["row"].astype(int))
-    if kept_rows != set(pano_rows):
-        only_ledger = sorted(kept_rows - set(pano_rows))[:MAX_LISTED]
-        only_shards = sorted(set(pano_rows) - kept_rows)[:MAX_LISTED]
-        fail(f"kept in ledger but not in shards: rows {only_ledger}; in shards but not kept: rows {only_shards}")
-    for row_no, cell, split in zip(kept["row"].astype(int), kept["cell"], kept["split"]):
-        in_shard = pano_rows.get(row_no)
-        if in_shard is not None and in_shard != sample_key(cell, split):
-            fail(f"row {row_no}: ledger puts it in {sample_key(cell, split)}, shards in {in_shard}")
-    # The shard plan (builds that wrote one): each shard holds what its plan gave it.
-    plans = read_plans(out)
-    if plans:
-        for problem in reconcile(ledger, None, plans, read_shard_stats(out)).problems:
-            fail(f"plan: {problem}")
-    per_cell = kept.groupby(["metro", "cell", "split"]).size()
-    over = per_cell[per_cell > options["max_panos"]]
-    for (metro, cell, split), n in over.items():
-        fail(f"{metro} {cell} {split}: {n} kept > max {options['max_panos']}")
+    ledger, n_inputs = audit_ledger(out, manifest, owners, fail)
 
     return {
         "ok": not violations,
         "violations": violations[:MAX_LISTED * 4],
         "n_violations": len(violations),
         "checked": {"shards": len(listed), "samples": sum(seen_keys.values()), "panoramas_in_shards": sample_panos,
-                    "ledger_rows": int(len(ledger)), "input_rows": n_inputs},
+                    "ledger_rows": ledger.n_rows, "input_rows": n_inputs},
     }

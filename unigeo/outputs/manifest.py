@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from unigeo import __version__
-from unigeo.core.build_files import MANIFEST, read_cells, read_ledger
+from unigeo.core.build_files import MANIFEST, read_cells
 from unigeo.core.fileio import glob, join, relative, write_bytes
-from unigeo.core.sample import KEPT, NOT_SELECTED, REJECTED, SPLITS
+from unigeo.core.sample import SPLITS
+from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import read_rejects, read_shard_stats
 from unigeo.outputs.reconcile import check_build
 
@@ -20,34 +21,6 @@ if TYPE_CHECKING:
     from unigeo.sources.metros import Metro
 
 FORMAT = "unigeo-build/1"
-
-
-def status_counts(ledger: pd.DataFrame) -> dict[str, Any]:
-    """inputs, kept, not_selected, rejected and rejects by reason of some ledger rows."""
-    status = ledger["status"].value_counts()
-    rejected = ledger[ledger["status"] == REJECTED]["reason"].value_counts().sort_index()
-    return {
-        "inputs": int(len(ledger)),
-        "kept": int(status.get(KEPT, 0)),
-        "not_selected": int(status.get(NOT_SELECTED, 0)),
-        "rejected": int(status.get(REJECTED, 0)),
-        "rejected_by_reason": {str(k): int(v) for k, v in rejected.items()},
-    }
-
-
-def ledger_counts(ledger: pd.DataFrame) -> dict[str, Any]:
-    """Counts overall, per metro, and for rows rejected before any metro was known (``unassigned``)."""
-    samples = ledger[ledger["status"] == KEPT].drop_duplicates(["metro", "cell", "split"])
-    per_metro = {}
-    for metro, rows in ledger[ledger["metro"] != ""].groupby("metro"):
-        c = status_counts(rows)
-        s = samples[samples["metro"] == metro]["split"].value_counts()
-        c["samples"] = {split: int(s.get(split, 0)) for split in SPLITS}
-        per_metro[str(metro)] = c
-    overall = status_counts(ledger)
-    s = samples["split"].value_counts()
-    overall["samples"] = {split: int(s.get(split, 0)) for split in SPLITS}
-    return {"overall": overall, "per_metro": per_metro, "unassigned": status_counts(ledger[ledger["metro"] == ""])}
 
 
 def reject_kinds(out: str) -> dict[str, dict[str, int]]:
@@ -68,14 +41,15 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
         ReconciliationError: the ledger does not hold exactly one row per input row the job read, or the
             ledger, the shard plan and the shards disagree about a sample; nothing is written.
     """
-    ledger = read_ledger(out)
+    input_rows = counters.get("ingest/rows_in", 0)
+    ledger = summarize_ledger(out, input_rows)  # one streamed pass: memory grows with samples, not panoramas
     shards = sorted(read_shard_stats(out), key=lambda s: s["shard"])
-    reconciliation = check_build(out, ledger, shards, counters.get("ingest/rows_in", 0))
-    counts = ledger_counts(ledger)
-    cells = read_cells(out)
+    reconciliation = check_build(out, ledger, shards, input_rows)
+    counts = ledger.counts()
+    cells = read_cells(out, ["metro"])
     cells_per_metro = cells["metro"].value_counts() if len(cells) else pd.Series(dtype=int)
     for m in metros:
-        counts["per_metro"].setdefault(m.name, {**status_counts(ledger.iloc[0:0]),
+        counts["per_metro"].setdefault(m.name, {**LedgerSummary().status_counts(),
                                                 "samples": dict.fromkeys(SPLITS, 0)})
         counts["per_metro"][m.name]["cells"] = int(cells_per_metro.get(m.name, 0))
     counts["overall"]["cells"] = int(len(cells))

@@ -6,7 +6,8 @@ reached the shard planner, ``DIR/plan/{metro}-{split}.json``) and each shard's s
 writer put in the tar). Each records a sample count and a SHA-256 of the sorted sample keys per shard or
 per metro and split, so comparing them proves that every kept sample is in exactly one shard, the one
 its plan chose, without re-reading a shard. Only small files are read: the plans, the stats (which the
-manifest reads anyway), the ledger (likewise) and the samples table (a row per sample).
+manifest reads anyway) and two columns of the samples table (a row per sample); the ledger comes as the
+summary the manifest folds it into anyway (``unigeo.outputs.ledger``), in memory bounded by the samples.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 from unigeo.core.build_files import read_json, read_samples
 from unigeo.core.errors import ReconciliationError
 from unigeo.core.fileio import glob
-from unigeo.core.sample import KEPT, keys_sha256, sample_key
+from unigeo.core.sample import keys_sha256
+from unigeo.outputs.ledger import LedgerSummary
 
 
 @dataclass
@@ -40,23 +42,13 @@ def read_plans(out: str) -> list[dict[str, Any]]:
     return [read_json(p) for p in glob(out, "plan/*.json")]
 
 
-def _kept_samples(ledger: pd.DataFrame) -> dict[tuple[str, str], tuple[list[str], int]]:
-    """(metro, split) -> the sample keys the ledger kept and its kept panoramas."""
-    kept = ledger[ledger["status"] == KEPT]
-    found: dict[tuple[str, str], tuple[list[str], int]] = {}
-    for (metro, split), rows in kept.groupby(["metro", "split"], sort=True):
-        keys = sorted({sample_key(c, str(split)) for c in rows["cell"].tolist()})
-        found[(str(metro), str(split))] = (keys, len(rows))
-    return found
-
-
 def _count(problems: list[str], what: str, got: int, expected: int, of: str) -> None:
     if got != expected:
         gap = f"{expected - got} missing" if got < expected else f"{got - expected} extra"
         problems.append(f"{what}: {got} {of}, expected {expected} ({gap})")
 
 
-def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[dict[str, Any]],
+def reconcile(ledger: LedgerSummary, samples: pd.DataFrame | None, plans: list[dict[str, Any]],
               stats: list[dict[str, Any]], input_rows: int | None = None) -> Reconciliation:
     """Compare the ledger's kept samples, the samples table (``None``: not compared), the shard plans and
     the shard stats; every disagreement is a problem naming the shard or split and the counts.
@@ -68,10 +60,10 @@ def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[di
     """
     problems: list[str] = []
     if input_rows is not None:
-        distinct = int(ledger["row"].nunique()) if len(ledger) else 0
-        if len(ledger) != input_rows or distinct != len(ledger):
-            problems.append(f"ledger: {len(ledger)} rows ({distinct} distinct) for {input_rows} input rows")
-    expected = _kept_samples(ledger)
+        n, distinct = ledger.n_rows, ledger.rows.distinct + min(1, ledger.rows.negative)
+        if n != input_rows or distinct != n or ledger.rows.beyond(input_rows):
+            problems.append(f"ledger: {n} rows ({distinct} distinct) for {input_rows} input rows")
+    expected = ledger.kept_samples()
     plan_of = {(str(p["metro"]), str(p["split"])): p for p in plans}
     stats_of = {str(s["shard"]): s for s in stats}
     table = (samples.groupby(["metro", "split"]).size().to_dict() if samples is not None and len(samples)
@@ -111,7 +103,7 @@ def reconcile(ledger: pd.DataFrame, samples: pd.DataFrame | None, plans: list[di
     return Reconciliation(problems, checked)
 
 
-def check_build(out: str, ledger: pd.DataFrame, stats: list[dict[str, Any]], input_rows: int | None = None
+def check_build(out: str, ledger: LedgerSummary, stats: list[dict[str, Any]], input_rows: int | None = None
                 ) -> dict[str, Any]:
     """Reconcile a written build with its ledger and shard stats (read by the caller, which needs them for
     the manifest); the plans and the samples table are read from ``out``. Returns what was checked, with
@@ -121,7 +113,7 @@ def check_build(out: str, ledger: pd.DataFrame, stats: list[dict[str, Any]], inp
         ReconciliationError: any disagreement, each named.
     """
     started = time.perf_counter()
-    result = reconcile(ledger, read_samples(out), read_plans(out), stats, input_rows)
+    result = reconcile(ledger, read_samples(out, ["metro", "split"]), read_plans(out), stats, input_rows)
     if not result.ok:
         raise ReconciliationError(result.problems)
     return {**result.checked, "seconds": round(time.perf_counter() - started, 4)}

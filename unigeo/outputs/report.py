@@ -24,7 +24,7 @@ from matplotlib.colors import LinearSegmentedColormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.core.build_files import missing_files, read_cells, read_ledger, read_manifest, read_samples
+from unigeo.core.build_files import missing_files, read_cells, read_manifest, read_samples
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import (
@@ -42,6 +42,7 @@ from unigeo.core.sample import (
     decode_dsm,
     tile_member,
 )
+from unigeo.outputs.ledger import summarize_ledger
 from unigeo.outputs.readers import iter_shard, read_rejects
 from unigeo.outputs.report_html import render_html
 from unigeo.pipeline.cells import cell_polygon
@@ -204,11 +205,14 @@ def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFr
     return _png(fig)
 
 
-def _histogram(values: Any, bins: Any, title: str, xlabel: str, stacked: dict[str, Any] | None = None) -> bytes:
+def _histogram(values: Any, bins: Any, title: str, xlabel: str,
+               stacked: dict[str, tuple[Any, Any]] | None = None) -> bytes:
+    """A histogram of ``values``, or of ``stacked`` series: label -> (values, weight of each value)."""
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()
     if stacked:
-        ax.hist(list(stacked.values()), bins=bins, stacked=True, label=list(stacked.keys()))
+        ax.hist([v for v, _ in stacked.values()], bins=bins, stacked=True, label=list(stacked.keys()),
+                weights=[w for _, w in stacked.values()])
         ax.legend(fontsize=8)
     else:
         ax.hist(values, bins=bins, color=COLOURS[TRAIN])
@@ -340,7 +344,7 @@ def build_report(out: str) -> dict[str, Any]:
     if missing:
         raise IncompleteBuildError(f"{out} is incomplete: {missing[:5]} listed in its manifest are missing; "
                                    "`unigeo audit` lists every problem, a rebuild restores them")
-    ledger = read_ledger(out)
+    ledger = summarize_ledger(out)  # streamed: memory grows with the samples, not the panoramas
     cells = read_cells(out)
     samples = read_samples(out)
     outlines = metro_outlines(out, manifest)
@@ -361,11 +365,13 @@ def build_report(out: str) -> dict[str, Any]:
     figures["hist_panoramas_per_cell.png"] = _histogram(
         per_cell, bins=np.arange(0, max(2, int(per_cell.max()) + 2) if len(per_cell) else 2) - 0.5,  # centred
         title="panoramas per (cell, split) before selection", xlabel="panoramas")
-    known = ledger[ledger["year"] >= 0] if "year" in ledger.columns else ledger.iloc[0:0]
-    years = np.arange(int(known["year"].min()), int(known["year"].max()) + 2) if len(known) else np.arange(2)
+    known = {(year, status): n for (year, status), n in ledger.years.items() if year >= 0}
+    years = np.arange(min(y for y, _ in known), max(y for y, _ in known) + 2) if known else np.arange(2)
     figures["hist_capture_years.png"] = _histogram(
         None, bins=years - 0.5, title="capture years of the input panoramas", xlabel="year",
-        stacked={s: known[known["status"] == s]["year"].to_numpy() for s in (KEPT, NOT_SELECTED, REJECTED)})
+        stacked={s: (np.array([y for y, st in known if st == s], dtype=float),
+                     np.array([n for (_, st), n in known.items() if st == s], dtype=float))
+                 for s in (KEPT, NOT_SELECTED, REJECTED)})
     overlap = split_overlap(samples)
     distances = overlap.pop("_distances", None)
     if distances is not None:
@@ -373,7 +379,10 @@ def build_report(out: str) -> dict[str, Any]:
             distances, bins=30, title="distance from each test cell to the nearest train cell", xlabel="metres")
     shown, gallery_images = gallery(out, manifest)
     o = manifest["counts"]["overall"]
-    year_counts = {str(y): int(n) for y, n in known["year"].value_counts().sort_index().items()}
+    by_year: Counter[int] = Counter()
+    for (year, _), n in known.items():
+        by_year[year] += n
+    year_counts = {str(y): int(n) for y, n in sorted(by_year.items())}
     report: dict[str, Any] = {
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {k: manifest[k] for k in ("format", "unigeo_version", "created", "options", "seed")},
