@@ -3,9 +3,10 @@
 Builds the tiny synthetic world once (real shards, rejects and manifest, so the report's gallery reads
 real samples), then replaces its tables with synthetic ones in the build's schemas: ``--cells`` cells
 over ``--metros`` metro outlines, a sample per cell and split (``bench_report``'s generator: 1 to 120
-kept panoramas each; every shard a link to a real shard of its split), and a ledger of ``--rows`` rows (written in row groups of 1M rows over 8 files, in
-a shuffled row order): every sample's kept panoramas, the rest not selected or rejected. Shard plans and
-shard stats that agree with the ledger are written too, so the build's self-check has real work.
+kept panoramas each), and a ledger of ``--rows`` rows (row groups of 1M rows over 8 files, in a
+shuffled row order): every sample's kept panoramas, the rest not selected or rejected. Shard plans and
+shard stats that agree with the ledger are written too, so the build's self-check has real work; each
+synthetic shard is a link to a real shard of its split.
 
 Each step then runs in a process of its own, and the bench samples the resident memory of that process
 (``bench_memory.measure``):

@@ -103,3 +103,23 @@ def test_mosaic_of_two_halves_and_no_coverage(tmp_path: Path) -> None:
     assert valid.mean() > 0.97
     assert np.nanmean(both[:, :20]) == pytest.approx(1.0) and np.nanmean(both[:, -20:]) == pytest.approx(2.0)
     assert stack.read([str(west)], tile_grid(LAT + 0.01, LON, 0.6, 64)) is None
+
+
+def test_a_raster_stack_bounds_gdals_block_cache_unless_the_user_did(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """GDAL's default cache (5% of the machine's memory) grew each build worker by GBs."""
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    from unigeo.sources.tiles import BLOCK_CACHE_BYTES
+
+    path = write_geotiff(tmp_path / "a.tif", np.zeros((3, 64, 64), np.uint8), (330000, 4690000, 330032, 4690032),
+                         "EPSG:32619")
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    set_gdal_config("GDAL_CACHEMAX", 5 * BLOCK_CACHE_BYTES)
+    RasterStack([str(path)], "aerial").close()
+    assert int(get_gdal_config("GDAL_CACHEMAX")) == BLOCK_CACHE_BYTES
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")
+    set_gdal_config("GDAL_CACHEMAX", 512)
+    RasterStack([str(path)], "aerial").close()
+    assert int(get_gdal_config("GDAL_CACHEMAX")) == 512
+    set_gdal_config("GDAL_CACHEMAX", BLOCK_CACHE_BYTES)
