@@ -7,6 +7,10 @@ For a query with true location ``q`` and a gallery of locations with embeddings:
 - median_m: median distance from ``q`` to the top-1 item;
 - chance@100m: the accuracy@100m of picking a gallery item uniformly at random, i.e. the mean over
   queries of the fraction of the gallery within 100 m.
+
+Nothing here holds a query x gallery matrix: the top 5 are taken in blocks of similarities
+(``top_k``), the gallery within 100 m of a query and each location's own cell are found with a k-d
+tree over points on the unit sphere (scipy), so a gallery of the paper's 800k cells fits in memory.
 """
 
 from __future__ import annotations
@@ -15,34 +19,109 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from unigeo.model.geo import haversine_m
+from unigeo.model.geo import EARTH_RADIUS_M, haversine_m
 
 RADIUS_M = 100.0
 
 
-def _distances(qlat: np.ndarray, qlon: np.ndarray, glat: np.ndarray, glon: np.ndarray) -> np.ndarray:
-    return haversine_m(qlat[:, None], qlon[:, None], glat[None, :], glon[None, :])
+QUERY_BLOCK = 1024
+GALLERY_BLOCK = 16384  # a (QUERY_BLOCK, GALLERY_BLOCK) float32 block of similarities: 64 MB
+TOP_K = 5
 
 
-def retrieval(sim: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlon: np.ndarray,
-              gallery_item: np.ndarray, glat: np.ndarray, glon: np.ndarray) -> dict[str, Any]:
-    """Metrics of one query set against one gallery.
+def unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Points on the unit sphere: chord length is monotonic in great-circle distance, so a k-d tree over
+    these answers "within a radius" and "nearest" exactly as haversine distances would."""
+    p, lam = np.radians(np.asarray(lat, dtype=np.float64)), np.radians(np.asarray(lon, dtype=np.float64))
+    return np.column_stack([np.cos(p) * np.cos(lam), np.cos(p) * np.sin(lam), np.sin(p)])
+
+
+def _chord(metres: float) -> float:
+    return float(2 * np.sin(metres / (2 * EARTH_RADIUS_M)))
+
+
+def within_radius_share(qlat: np.ndarray, qlon: np.ndarray, glat: np.ndarray, glon: np.ndarray,
+                        radius_m: float = RADIUS_M) -> np.ndarray:
+    """For each query point, the share of gallery points within ``radius_m`` (a k-d tree radius count,
+    never a query x gallery matrix)."""
+    if not len(glat) or not len(qlat):
+        return np.zeros(len(qlat))
+    tree = cKDTree(unit_vectors(glat, glon))
+    counts = tree.query_ball_point(unit_vectors(qlat, qlon), _chord(radius_m), return_length=True)
+    return np.asarray(counts, dtype=np.float64) / len(glat)
+
+
+def nearest_point(qlat: np.ndarray, qlon: np.ndarray, glat: np.ndarray, glon: np.ndarray) -> np.ndarray:
+    """Index of the gallery point nearest to each query point (great-circle; a k-d tree)."""
+    if not len(glat):
+        return np.zeros(len(qlat), dtype=np.int64)
+    _, index = cKDTree(unit_vectors(glat, glon)).query(unit_vectors(qlat, qlon), k=1)
+    return np.asarray(index, dtype=np.int64)
+
+
+def _block_top(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a block of similarities, the ``k`` best (value, column), ties to the lower column."""
+    k = min(k, sim.shape[1])
+    cols = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(sim, cols, axis=1)
+    # A tie at the k-th value may have left out a lower column with the same value: those rows (rare)
+    # are ranked in full.
+    kth = vals.min(axis=1)
+    tied = np.flatnonzero((sim >= kth[:, None]).sum(axis=1) > k)
+    for r in tied:
+        cols[r] = np.argsort(-sim[r], kind="stable")[:k]
+        vals[r] = sim[r, cols[r]]
+    return vals, cols
+
+
+def top_k(queries: np.ndarray, gallery: np.ndarray, k: int = TOP_K, query_block: int = QUERY_BLOCK,
+          gallery_block: int = GALLERY_BLOCK) -> np.ndarray:
+    """The ``k`` gallery rows of highest dot product with each query, best first, ties to the lower
+    gallery index (what a stable sort of the whole row gives), computed in blocks: memory is
+    ``query_block x gallery_block`` similarities, whatever the sizes."""
+    n_q, n_g = len(queries), len(gallery)
+    k = min(k, n_g)
+    out = np.zeros((n_q, k), dtype=np.int64)
+    for q0 in range(0, n_q, query_block):
+        q = queries[q0:q0 + query_block]
+        best_val = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        best_col = np.zeros((len(q), 0), dtype=np.int64)
+        for g0 in range(0, n_g, gallery_block):
+            vals, cols = _block_top(q @ gallery[g0:g0 + gallery_block].T, k)
+            val = np.concatenate([best_val, vals], axis=1)
+            col = np.concatenate([best_col, cols + g0], axis=1)
+            order = _rank(val, col)[:, :k]
+            best_val = np.take_along_axis(val, order, axis=1)
+            best_col = np.take_along_axis(col, order, axis=1)
+        out[q0:q0 + len(q)] = best_col
+    return out
+
+
+def _rank(val: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Per row, the order of (value descending, column ascending)."""
+    by_col = np.argsort(col, axis=1, kind="stable")
+    by_val = np.argsort(-np.take_along_axis(val, by_col, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(by_col, by_val, axis=1)
+
+
+def retrieval(queries: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlon: np.ndarray,
+              gallery: np.ndarray, gallery_item: np.ndarray, glat: np.ndarray, glon: np.ndarray) -> dict[str, Any]:
+    """Metrics of one query set against one gallery, similarity being the dot product.
 
     Args:
-        sim: (Q, G) similarities, higher is closer.
+        queries: (Q, D) query embeddings; gallery: (G, D) gallery embeddings.
         query_item, gallery_item: identity of each query's / gallery row's location (a hit at rank k
             means ``gallery_item[top_k] == query_item``).
         qlat, qlon: true location of each query; glat, glon: of each gallery row.
     """
-    n_q, n_g = sim.shape
+    n_q, n_g = len(queries), len(gallery)
     if n_q == 0 or n_g == 0:
         return {"acc@100m": None, "r@1": None, "r@5": None, "median_m": None, "n_queries": n_q,
                 "n_gallery": n_g, "chance@100m": None}
-    # Stable ranking: ties go to the lower gallery index, whatever the platform.
-    order = np.argsort(-sim, axis=1, kind="stable")[:, :5]
-    dist = _distances(qlat, qlon, glat, glon)
-    top1 = dist[np.arange(n_q), order[:, 0]]
+    order = top_k(queries, gallery)
+    top1 = haversine_m(qlat, qlon, glat[order[:, 0]], glon[order[:, 0]])
     hits = gallery_item[order] == query_item[:, None]
     return {
         "acc@100m": float(np.mean(top1 <= RADIUS_M)),
@@ -51,7 +130,7 @@ def retrieval(sim: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlon: n
         "median_m": float(np.median(top1)),
         "n_queries": int(n_q),
         "n_gallery": int(n_g),
-        "chance@100m": float(np.mean(np.mean(dist <= RADIUS_M, axis=1))),
+        "chance@100m": float(np.mean(within_radius_share(qlat, qlon, glat, glon))),
     }
 
 
@@ -88,22 +167,21 @@ def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
         g_lat, g_lon = np.asarray(npz["gallery_lat"]), np.asarray(npz["gallery_lon"])
         g_item = np.arange(len(g_lat))
         # The gallery row of each test location (its own cell centre), for r@1 and r@5.
-        nearest = np.argmin(_distances(lat, lon, g_lat, g_lon), axis=1) if len(g_lat) else np.zeros(n, int)
-        # Similarities to the gallery, once for every subset: per row, and for the ensemble per location
-        # (a location's similarity for a modality is the mean over its rows, e.g. street-view crops;
-        # the ensemble averages that over the location's available modalities).
-        row_sim = {m: emb[m] @ g_emb.T for m in image_mods}
-        total = np.zeros((n, len(g_lat)))
-        count = np.zeros((n, 1))
+        nearest = nearest_point(lat, lon, g_lat, g_lon)
+        # The ensemble's similarity of a location to a cell is the mean over its available modalities of
+        # the mean over its rows (e.g. street-view crops) of their similarities; a dot product is linear,
+        # so that is the similarity of one query vector per location: the same mean of its embeddings.
+        ensemble = np.zeros((n, g_emb.shape[1]), dtype=np.float64)
+        count = np.zeros(n)
         for m in image_mods:
-            sims = np.zeros((n, len(g_lat)))
-            np.add.at(sims, idx[m], row_sim[m])
-            rows = np.bincount(idx[m], minlength=n)[:, None]
+            sums = np.zeros((n, g_emb.shape[1]), dtype=np.float64)
+            np.add.at(sums, idx[m], emb[m])
+            rows = np.bincount(idx[m], minlength=n)
             have = loc_have[m]
-            total[have] += (sims / np.maximum(rows, 1))[have]
+            ensemble[have] += sums[have] / rows[have, None]
             count[have] += 1
-        ensemble_sim = total / np.maximum(count, 1)
-        ensemble_have = count[:, 0] > 0
+        ensemble_query = (ensemble / np.maximum(count, 1)[:, None]).astype(np.float32)
+        ensemble_have = count > 0
 
     def block(select: np.ndarray) -> dict[str, Any]:
         pairs: dict[str, Any] = {}
@@ -114,16 +192,16 @@ def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
                 if a == b:
                     continue
                 g = np.nonzero(loc_have[b])[0]
-                sim = emb[a][q] @ loc_emb[b][g].T
-                pairs[f"{a}->{b}"] = retrieval(sim, qi, lat[qi], lon[qi], g, lat[g], lon[g])
+                pairs[f"{a}->{b}"] = retrieval(emb[a][q], qi, lat[qi], lon[qi], loc_emb[b][g], g, lat[g], lon[g])
         geo: dict[str, Any] = {}
         if has_gallery:
             for a in image_mods:
                 q = select[idx[a]]
                 qi = idx[a][q]
-                geo[a] = retrieval(row_sim[a][q], nearest[qi], lat[qi], lon[qi], g_item, g_lat, g_lon)
+                geo[a] = retrieval(emb[a][q], nearest[qi], lat[qi], lon[qi], g_emb, g_item, g_lat, g_lon)
             locs = np.nonzero(select & ensemble_have)[0]
-            geo["ensemble"] = retrieval(ensemble_sim[locs], nearest[locs], lat[locs], lon[locs], g_item, g_lat, g_lon)
+            geo["ensemble"] = retrieval(ensemble_query[locs], nearest[locs], lat[locs], lon[locs], g_emb, g_item,
+                                        g_lat, g_lon)
         return {"pairs": pairs, "geolocation": geo}
 
     everything = block(np.ones(n, dtype=bool))
