@@ -53,9 +53,10 @@ def _pick(seen: np.ndarray, n: int) -> list[int]:
     return sorted(set(out))
 
 
-def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarray], items: list[dict[str, Any]],
+def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarray], sv_members: list[list[str]],
                    metrics: dict[str, Any], n_examples: int = 12) -> str | None:
-    """Write ``index.html`` and its images; None when the model has no street view or aerial."""
+    """Write ``index.html`` and its images; None when the model has no street view or aerial.
+    ``sv_members``: each test location's crop members, in the order of its street-view rows."""
     if "sv" not in arrays or "aerial" not in arrays or not len(arrays["sv"]) or not len(arrays["aerial"]):
         return None
     n = len(arrays["key"])
@@ -63,7 +64,7 @@ def write_examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarr
     g_emb, g_have = location_means(arrays["aerial"], arrays["aerial_index"], n)
     gallery = np.nonzero(g_have)[0]
     rows = _pick(arrays["seen"][sv_idx], n_examples)
-    crop_of_row = [(i, m) for i, it in enumerate(items) for m in it.get("sv_members", [])]
+    crop_of_row = [(i, m) for i, members in enumerate(sv_members) for m in members]
     wanted: dict[str, set[str]] = {}
     plan = []
     for r in rows:

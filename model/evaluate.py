@@ -2,6 +2,11 @@
 
 Writes ``RUN/eval/embeddings.npz`` (the contract's arrays), ``metrics.json`` (computed from those
 arrays by ``metrics.compute_metrics``) and ``index.html`` (retrieval examples).
+
+The test split is decoded and embedded a chunk of ``CHUNK_LOCATIONS`` locations at a time, and the
+embeddings go to files as they come (``Spool``); the metrics read them from those files (memory-mapped)
+and ``embeddings.npz`` is assembled from them by streaming. Memory holds one chunk's decoded samples,
+never the split.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,15 +43,53 @@ from unigeo.model.tokenizer import load_tokenizer
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TestSet:
-    """The decoded test split: per location arrays, and per modality the rows that have it."""
+CHUNK_LOCATIONS = 256
 
-    key: list[str]
-    cell: list[str]
-    lat: np.ndarray
-    lon: np.ndarray
-    items: list[dict[str, Any]]
+
+class Spool:
+    """Rows of one array appended to a file as they come; ``array()`` maps the file back (no copy in
+    memory) and ``write_npy`` streams it into an ``.npy`` member of a zip."""
+
+    def __init__(self, path: str, dtype: Any, row_shape: tuple[int, ...] = ()) -> None:
+        self.path, self.dtype, self.row_shape, self.rows = path, np.dtype(dtype), row_shape, 0
+        self._file = open(path, "wb")  # noqa: SIM115  closed by close()
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self.row_shape}")
+        self._file.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def array(self) -> np.ndarray:
+        self.close()
+        if not self.rows:
+            return np.zeros((0, *self.row_shape), dtype=self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.rows, *self.row_shape))
+
+    def write_npy(self, zf: zipfile.ZipFile, name: str) -> None:
+        self.close()
+        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                     "fortran_order": False, "shape": (self.rows, *self.row_shape)})
+            with open(self.path, "rb") as src:
+                while block := src.read(1 << 24):
+                    f.write(block)
+
+
+def write_npz(path: str, arrays: dict[str, np.ndarray], spools: dict[str, Spool]) -> None:
+    """``np.savez`` of ``arrays`` plus the spooled arrays, streamed (a file that ``np.load`` reads)."""
+    tmp = f"{path}.tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+        for name, spool in spools.items():
+            spool.write_npy(zf, name)
+    os.replace(tmp, path)
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -87,12 +131,12 @@ def _stack(items: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]
 
 @torch.no_grad()
 def embed_gallery(model: UniGeoModel, lat: np.ndarray, lon: np.ndarray, batch_size: int,
-                  device: torch.device) -> np.ndarray:
+                  device: torch.device, spool: Spool) -> None:
+    """The coordinate embeddings of the gallery's cell centres, appended to ``spool`` batch by batch."""
     model.eval()
-    embs = [model.embed("coords", {"lat": torch.tensor(lat[sl]).to(device),
-                                   "lon": torch.tensor(lon[sl]).to(device)}).float().cpu().numpy()
-            for sl in _chunks(len(lat), batch_size)]
-    return np.concatenate(embs) if embs else np.zeros((0, model.cfg.dim), np.float32)
+    for sl in _chunks(len(lat), batch_size):
+        spool.append(model.embed("coords", {"lat": torch.tensor(lat[sl]).to(device),
+                                            "lon": torch.tensor(lon[sl]).to(device)}).float().cpu().numpy())
 
 
 def load_model(checkpoint: str, device: torch.device) -> tuple[UniGeoModel, Any, dict[str, Any]]:
@@ -133,32 +177,84 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     cfg = model.cfg
     decoder = Decoder(DecodeSpec(image_px=cfg.image_px, dsm_px=cfg.dsm_px, text_len=cfg.text_len,
                                  all_crops=True), tokenizer)
-    items = list(iter_locations(shards, decoder))
-    n = len(items)
-    key = np.array([it["key"] for it in items])
-    lat = np.array([it["lat"] for it in items], dtype=np.float64)
-    lon = np.array([it["lon"] for it in items], dtype=np.float64)
-    samples = build_files.read_samples(data)
+    samples = build_files.read_samples(data, ["cell", "split"])
     if samples.empty:
         raise UniGeoError(f"{fileio.join(data, 'samples')} has no Parquet files: is --data a complete build?")
     train_cells = set(samples.loc[samples["split"] == TRAIN, "cell"])
-    seen = np.array([it["cell"] in train_cells for it in items], dtype=bool)
-    log.info("test split: %d locations (%d seen in training, %d unseen)", n, int(seen.sum()), int((~seen).sum()))
+    del samples
+    spool_dir = os.path.join(out, ".spool")
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    os.makedirs(spool_dir)
+    try:
+        arrays, spools, sv_members = _embed_split(model, shards, decoder, train_cells, batch_size, dev, spool_dir)
+        n = len(arrays["key"])
+        seen = arrays["seen"]
+        log.info("test split: %d locations (%d seen in training, %d unseen)", n, int(seen.sum()), int((~seen).sum()))
+        if "coords" in model.modalities:
+            cells = build_files.read_cells(data, ["cell", "lat", "lon"])
+            if cells.empty:
+                raise UniGeoError(f"{fileio.join(data, 'cells')} has no Parquet files: is --data a complete build?")
+            cells = cells.sort_values("cell", kind="stable")
+            arrays["gallery_cell"] = cells["cell"].to_numpy().astype(str)
+            arrays["gallery_lat"] = cells["lat"].to_numpy(np.float64)
+            arrays["gallery_lon"] = cells["lon"].to_numpy(np.float64)
+            del cells
+            spools["coords_gallery"] = Spool(os.path.join(spool_dir, "coords_gallery"), np.float32, (cfg.dim,))
+            embed_gallery(model, arrays["gallery_lat"], arrays["gallery_lon"], batch_size, dev,
+                          spools["coords_gallery"])
+        write_npz(os.path.join(out, "embeddings.npz"), arrays, spools)
+        arrays.update({name: spool.array() for name, spool in spools.items()})
+        metrics = _finish(out, checkpoint, state, cfg, model, data, manifest_sha, shards, arrays, sv_members,
+                          examples)
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    return metrics
 
-    arrays: dict[str, np.ndarray] = {"key": key, "lat": lat, "lon": lon, "seen": seen,
-                                     "cell": np.array([it["cell"] for it in items])}
-    for m, (e, idx) in embed_test_set(model, items, batch_size, dev).items():
-        arrays[m], arrays[f"{m}_index"] = e.astype(np.float32), idx
-    if "coords" in model.modalities:
-        cells = build_files.read_cells(data)
-        if cells.empty:
-            raise UniGeoError(f"{fileio.join(data, 'cells')} has no Parquet files: is --data a complete build?")
-        cells = cells.sort_values("cell", kind="stable")
-        arrays["gallery_cell"] = cells["cell"].to_numpy().astype(str)
-        arrays["gallery_lat"] = cells["lat"].to_numpy(np.float64)
-        arrays["gallery_lon"] = cells["lon"].to_numpy(np.float64)
-        arrays["coords_gallery"] = embed_gallery(model, arrays["gallery_lat"], arrays["gallery_lon"], batch_size, dev)
-    np.savez(os.path.join(out, "embeddings.npz"), **arrays)  # type: ignore[arg-type]
+
+def _embed_split(model: UniGeoModel, shards: list[Any], decoder: Decoder, train_cells: set[str], batch_size: int,
+                 device: torch.device, spool_dir: str
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Spool], list[list[str]]]:
+    """Decode and embed the test split a chunk of locations at a time: the per-location arrays, the
+    spooled embeddings and location indices of each modality, and each location's crop members."""
+    spools: dict[str, Spool] = {}
+    for m in model.modalities:
+        spools[m] = Spool(os.path.join(spool_dir, m), np.float32, (model.cfg.dim,))
+        spools[f"{m}_index"] = Spool(os.path.join(spool_dir, f"{m}_index"), np.int64)
+    key: list[str] = []
+    cell: list[str] = []
+    lat: list[float] = []
+    lon: list[float] = []
+    sv_members: list[list[str]] = []
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        for m, (e, idx) in embed_test_set(model, chunk, batch_size, device).items():
+            spools[m].append(e)
+            spools[f"{m}_index"].append(idx + len(key))
+        for it in chunk:
+            key.append(it["key"])
+            cell.append(it["cell"])
+            lat.append(it["lat"])
+            lon.append(it["lon"])
+            sv_members.append(list(it.get("sv_members", [])))
+        chunk.clear()
+
+    for item in iter_locations(shards, decoder):
+        chunk.append(item)
+        if len(chunk) == CHUNK_LOCATIONS:
+            flush()
+    flush()
+    arrays: dict[str, np.ndarray] = {"key": np.array(key), "lat": np.array(lat, dtype=np.float64),
+                                     "lon": np.array(lon, dtype=np.float64),
+                                     "seen": np.array([c in train_cells for c in cell], dtype=bool),
+                                     "cell": np.array(cell)}
+    return arrays, spools, sv_members
+
+
+def _finish(out: str, checkpoint: str, state: dict[str, Any], cfg: ModelConfig, model: UniGeoModel, data: str,
+            manifest_sha: str, shards: list[Any], arrays: dict[str, np.ndarray], sv_members: list[list[str]],
+            examples: int) -> dict[str, Any]:
+    """metrics.json and the examples page from the embedded arrays."""
     metrics = compute_metrics(arrays, model.modalities)
     metrics["checkpoint"] = {"path": os.path.abspath(checkpoint), "epoch": int(state["epoch"]) + 1,
                              "modalities": list(model.modalities), "coords": cfg.coords,
@@ -170,7 +266,7 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
         json.dump(metrics, f, indent=2)
     from unigeo.model.eval_html import write_examples
 
-    write_examples(out, shards, arrays, items, metrics, examples)
+    write_examples(out, shards, arrays, sv_members, metrics, examples)
     return metrics
 
 

@@ -80,30 +80,53 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int = TOP_K, query_block:
           gallery_block: int = GALLERY_BLOCK) -> np.ndarray:
     """The ``k`` gallery rows of highest dot product with each query, best first, ties to the lower
     gallery index (what a stable sort of the whole row gives), computed in blocks: memory is
-    ``query_block x gallery_block`` similarities, whatever the sizes."""
+    ``query_block x gallery_block`` similarities, whatever the sizes.
+
+    Each block of similarities is compared with each query's k-th best so far, and only the entries
+    above it are merged in: after the first blocks a handful per query, so the cost is the matrix
+    product and one comparison per similarity. A block with many such entries (the first) is cut to
+    its own top ``k`` per query first.
+    """
     n_q, n_g = len(queries), len(gallery)
     k = min(k, n_g)
     out = np.zeros((n_q, k), dtype=np.int64)
     for q0 in range(0, n_q, query_block):
         q = queries[q0:q0 + query_block]
-        best_val = np.full((len(q), 0), -np.inf, dtype=np.float32)
-        best_col = np.zeros((len(q), 0), dtype=np.int64)
+        best_val = np.full((len(q), k), -np.inf, dtype=np.float32)  # sorted: value down, column up
+        best_col = np.full((len(q), k), n_g, dtype=np.int64)  # beyond every real column
         for g0 in range(0, n_g, gallery_block):
-            vals, cols = _block_top(q @ gallery[g0:g0 + gallery_block].T, k)
-            val = np.concatenate([best_val, vals], axis=1)
-            col = np.concatenate([best_col, cols + g0], axis=1)
-            order = _rank(val, col)[:, :k]
-            best_val = np.take_along_axis(val, order, axis=1)
-            best_col = np.take_along_axis(col, order, axis=1)
+            sim = q @ gallery[g0:g0 + gallery_block].T
+            # Strictly above the k-th best: an equal value later in the gallery loses the tie.
+            live = np.flatnonzero(sim.max(axis=1) > best_val[:, -1])
+            if not len(live):
+                continue
+            part = sim[live]
+            above = part > best_val[live, -1:]
+            if np.count_nonzero(above) > 4 * k * len(live):
+                vals, cols = _block_top(part, k)
+                rows, cols, vals = np.repeat(live, vals.shape[1]), cols.ravel(), vals.ravel()
+            else:
+                at, cols = np.nonzero(above)
+                rows, vals = live[at], part[at, cols]
+            _merge(best_val, best_col, rows, cols + g0, vals)
         out[q0:q0 + len(q)] = best_col
     return out
 
 
-def _rank(val: np.ndarray, col: np.ndarray) -> np.ndarray:
-    """Per row, the order of (value descending, column ascending)."""
-    by_col = np.argsort(col, axis=1, kind="stable")
-    by_val = np.argsort(-np.take_along_axis(val, by_col, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(by_col, by_val, axis=1)
+def _merge(best_val: np.ndarray, best_col: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    """Merge candidate entries (row, column, value) into each row's sorted best ``k``, in place."""
+    k = best_val.shape[1]
+    touched = np.unique(rows)
+    r = np.concatenate([np.repeat(touched, k), rows])
+    v = np.concatenate([best_val[touched].ravel(), vals])
+    c = np.concatenate([best_col[touched].ravel(), cols])
+    order = np.lexsort((c, -v, r))  # by row, then value down, then column up
+    r, v, c = r[order], v[order], c[order]
+    start = np.searchsorted(r, touched)
+    rank = np.arange(len(r)) - np.repeat(start, np.diff(np.append(start, len(r))))
+    keep = rank < k  # every touched row has at least its k current entries
+    best_val[touched] = v[keep].reshape(-1, k)
+    best_col[touched] = c[keep].reshape(-1, k)
 
 
 def retrieval(queries: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlon: np.ndarray,

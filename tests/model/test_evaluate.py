@@ -156,3 +156,24 @@ def test_retrieval_page_renders_in_headless_chromium(evaluated: dict[int, Path],
     with Image.open(shot) as img:
         colours = img.convert("RGB").resize((55, 70)).getcolors(maxcolors=100_000)
     assert colours is not None and len(colours) > 50  # tiles drawn, not a blank page
+
+
+def test_a_split_embedded_in_small_chunks_gives_the_same_embeddings(
+        evaluated: dict[int, Path], tiny_run: Path, tiny_build: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split is decoded and embedded a chunk of locations at a time and spooled to files: chunks of 2
+    locations give the arrays one chunk gives, and no spool file is left."""
+    from unigeo.model import evaluate
+
+    monkeypatch.setattr(evaluate, "CHUNK_LOCATIONS", 2)
+    evaluate.evaluate(str(tiny_build), str(tiny_run / "model.pt"), str(tmp_path), batch_size=64)
+    a, b = np.load(tmp_path / "embeddings.npz"), np.load(evaluated[64] / "embeddings.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        if a[name].dtype.kind == "f":
+            assert np.allclose(a[name], b[name], atol=1e-6), name
+        else:
+            assert np.array_equal(a[name], b[name]), name
+    assert json.loads((tmp_path / "metrics.json").read_text())["pairs"] == json.loads(
+        (evaluated[64] / "metrics.json").read_text())["pairs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.npz", "img", "index.html", "metrics.json"]
