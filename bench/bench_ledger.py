@@ -20,7 +20,7 @@ Each step then runs in a process of its own, and the bench samples the resident 
     60M panoramas' shards is a worker's job, not the launcher's.
 
 Usage: python -m bench.bench_ledger [--rows 60000000] [--cells 800000] [--metros 14] [--out /tmp/unigeo-bench-ledger]
-                                    [--json FILE]
+                                    [--reuse] [--json FILE]
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--cells", type=int, default=800_000)
     parser.add_argument("--metros", type=int, default=14)
     parser.add_argument("--out", default="/tmp/unigeo-bench-ledger")
+    parser.add_argument("--reuse", action="store_true", help="measure the tables an earlier run prepared in --out")
     parser.add_argument("--step", choices=("manifest", "report", "audit"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
@@ -200,7 +201,8 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
                               "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg()}
-    result["tables"] = prepare(args)
+    if not (args.reuse and os.path.exists(os.path.join(args.out, "owner.npy"))):
+        result["tables"] = prepare(args)
     result["prepare_s"] = round(time.perf_counter() - started, 1)
     result["steps"] = {}
     for name in ("manifest", "report", "audit"):

@@ -28,7 +28,8 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 from unigeo.core.fileio import glob, is_url
 from unigeo.core.sample import KEPT, LEDGER_SCHEMA, NOT_SELECTED, REJECTED, SPLITS, sample_key
 
-BATCH_ROWS = 1 << 20
+BATCH_ROWS = 1 << 18
+MERGE_ROWS = 1 << 20  # partial per-sample groups merged once they pass this (plus twice the merged ones)
 SUMMARY_COLUMNS = ("row", "metro", "cell", "split", "status", "reason", "year")
 MAX_LISTED = 50
 _KEPT_SCHEMA = pa.schema([("metro", pa.string()), ("cell", pa.string()), ("split", pa.string()),
@@ -50,7 +51,9 @@ def scan(paths: list[str], columns: Iterable[str] = SUMMARY_COLUMNS, batch_rows:
                              filesystem=PyFileSystem(FSSpecHandler(fs)))
     else:
         dataset = ds.dataset(paths, schema=LEDGER_SCHEMA, format="parquet")
-    yield from dataset.to_batches(columns=list(columns), batch_size=batch_rows, use_threads=False)
+    # No read-ahead: by default pyarrow decodes up to 16 batches of 4 files ahead (GBs at 60M rows).
+    yield from dataset.to_batches(columns=list(columns), batch_size=batch_rows, use_threads=False,
+                                  batch_readahead=1, fragment_readahead=1)
 
 
 class RowCounts:
@@ -174,7 +177,7 @@ def summarize(batches: Iterable[pa.RecordBatch | pa.Table], input_rows: int = 0,
     counts up front (they grow as needed); ``each`` also sees every batch (one pass for two purposes)."""
     summary = LedgerSummary(rows=RowCounts(input_rows))
     kept_parts: list[pa.Table] = []
-    pending = 0
+    pending = merged = 0
     for batch in batches:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         if not table.num_rows:
@@ -193,9 +196,9 @@ def summarize(batches: Iterable[pa.RecordBatch | pa.Table], input_rows: int = 0,
                 [([], "count_all")])
             kept_parts.append(g.rename_columns(["metro", "cell", "split", "panoramas"]).cast(_KEPT_SCHEMA))
             pending += g.num_rows
-            if pending > 4 * BATCH_ROWS:  # bound the partial groups by the number of samples
+            if pending > 2 * merged + MERGE_ROWS:  # partial groups stay within a few times the samples
                 kept_parts = [_merge_kept(kept_parts)]
-                pending = kept_parts[0].num_rows
+                merged = pending = kept_parts[0].num_rows
     if kept_parts:
         summary.kept = _merge_kept(kept_parts)
     return summary
