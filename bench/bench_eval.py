@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from bench.bench_memory import measure
+from bench.record import emit, machine, measure
 from unigeo.model.geo import haversine_m
 from unigeo.model.metrics import GALLERY_BLOCK, QUERY_BLOCK, RADIUS_M, retrieval
 
@@ -89,8 +87,7 @@ def main(argv: list[str]) -> None:
     if args.step:
         step(args)
         return
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
-                              "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg(),
+    result: dict[str, Any] = {**machine(),
                               "queries": args.queries, "gallery": args.gallery, "dim": args.dim}
     if args.check:
         small = synthetic(args.check, 10 * args.check, args.dim, seed=1)
@@ -106,12 +103,7 @@ def main(argv: list[str]) -> None:
         result[name] = run
         print(f"{name:8s} peak RSS {run['peak_rss_mb']:6d} MB  {run['wall_s']:7.1f} s", file=sys.stderr)
     result["metrics_vs_matmul"] = round(result["metrics"]["wall_s"] / result["matmul"]["wall_s"], 2)
-    result["load_average_after"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

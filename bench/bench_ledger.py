@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -40,8 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.bench_memory import measure
 from bench.bench_report import synthetic_cells, synthetic_samples, write_table
+from bench.record import emit, machine, measure
 from unigeo.cli.build import run_build
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, keys_sha256, sample_key
 from unigeo.pipeline.options import BuildOptions
@@ -199,8 +198,7 @@ def main(argv: list[str]) -> None:
         step(args.step, args.out)
         return
     started = time.perf_counter()
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
-                              "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg()}
+    result: dict[str, Any] = {**machine()}
     if not (args.reuse and os.path.exists(os.path.join(args.out, "owner.npy"))):
         result["tables"] = prepare(args)
     result["prepare_s"] = round(time.perf_counter() - started, 1)
@@ -211,12 +209,7 @@ def main(argv: list[str]) -> None:
         print(f"{name:9s} peak RSS {run['peak_rss_mb']:6d} MB  {run['wall_s']:7.1f} s", file=sys.stderr)
     result["total_s"] = round(sum(r["wall_s"] for r in result["steps"].values()), 1)
     result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in result["steps"].values())
-    result["load_average_after"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

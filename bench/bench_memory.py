@@ -16,19 +16,14 @@ Usage: python -m bench.bench_memory [--sizes small,medium] [--modes in_memory,mu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
-import psutil
-
+from bench.record import emit, machine, measure
 from unigeo.synth.world import write_world
 
 TWO = ["--direct_num_workers=2"]
@@ -47,31 +42,6 @@ def world(cache: str, size: str) -> str:
         shutil.rmtree(folder, ignore_errors=True)
         write_world(folder, size=size, seed=0)
     return config
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    """Resident bytes of ``proc`` and every process under it (processes that end meanwhile count 0)."""
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
-def measure(argv: list[str], interval: float) -> dict[str, Any]:
-    """Run ``argv``; its wall time, exit status and the peak RSS of its process tree."""
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    proc = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, tree_rss(proc))
-        time.sleep(interval)
-    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {child.returncode}:\n{stderr[-3000:]}")
-    return {"wall_s": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak / 2**20)}
 
 
 def shard_digests(out: str) -> list[str]:
@@ -93,9 +63,7 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown modes {unknown}; choose from {sorted(MODES)}")
     configs = {size: world(args.cache, size) for size in sizes}
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
-                              "machine": platform.processor() or platform.machine(),
-                              "load_average": os.getloadavg(), "worlds": {}, "modes": {}}
+    result: dict[str, Any] = {**machine(), "worlds": {}, "modes": {}}
     with tempfile.TemporaryDirectory(prefix="unigeo-bench-memory-") as tmp:
         for size, config in configs.items():
             digests: list[str] | None = None
@@ -120,12 +88,7 @@ def main(argv: list[str]) -> None:
         for by_size in result["modes"].values():
             first, last = by_size[sizes[0]]["peak_rss_mb"], by_size[sizes[-1]]["peak_rss_mb"]
             by_size["growth"] = round(last / first - 1, 3)
-    result["load_average_after"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
