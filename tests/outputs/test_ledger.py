@@ -151,3 +151,30 @@ def test_audit_names_kept_rows_the_shards_do_not_hold_and_rows_in_another_sample
                and any(str(r) in v for r in unkept) for v in violations)
     assert any(v.startswith(f"row {moved['row']}: ledger puts it in {sample_key(moved['cell'], moved['split'])}, "
                             "shards in ") for v in violations)
+
+
+def test_audit_names_a_shard_row_outside_the_index_without_growing_for_it(copy: Path) -> None:
+    """A shard's json giving a panorama row 10^12 is reported; the row-to-sample index does not grow to it."""
+    import io
+    import tarfile
+
+    from unigeo.pipeline.shards import encode_sample, write_tar
+
+    manifest = json.loads((copy / "manifest.json").read_text())
+    entry = next(s for s in manifest["shards"] if s["split"] == "train")
+    samples: dict[str, dict] = {}
+    with tarfile.open(copy / entry["shard"]) as tar:
+        for info in tar:
+            key, _, ext = info.name.partition(".")
+            data = tar.extractfile(info).read()  # type: ignore[union-attr]
+            samples.setdefault(key, {})[ext] = json.loads(data) if ext == "json" else data
+    first = sorted(samples)[0]
+    samples[first]["json"]["panoramas"][0]["row"] = 10**12
+    buf = io.BytesIO()
+    entry["bytes"], entry["sha256"] = write_tar(buf, [encode_sample(entry["metro"], "train", k, m)
+                                                      for k, m in samples.items()])
+    (copy / entry["shard"]).write_bytes(buf.getvalue())
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, violations = audit(copy)
+    assert code == 1
+    assert any(f"of sample {first} has row {10**12}, not one of the manifest's" in v for v in violations)

@@ -120,9 +120,7 @@ class RowOwners:
         return made
 
     def claim(self, row: int, key: str) -> str | None:
-        """Record that sample ``key`` holds ``row``; return the sample that held it already, if any."""
-        if row < 0:
-            return f"(none: row {row} is not an input row)"
+        """Record that sample ``key`` holds ``row`` (>= 0); return the sample that held it already, if any."""
         if row >= len(self.owner):
             grown = np.full(max(row + 1, 2 * len(self.owner), 1024), -1, dtype=np.int32)
             grown[:len(self.owner)] = self.owner
@@ -272,6 +270,7 @@ def audit(out: str) -> dict[str, Any]:
         fail(f"{extra}: shard not in the manifest")
     seen_keys: Counter[str] = Counter()
     owners = RowOwners()
+    n_listed = int(manifest["counts"]["overall"]["inputs"])
     sample_panos = 0
     for name, s in sorted(listed.items()):
         if name not in on_disk:
@@ -303,6 +302,10 @@ def audit(out: str) -> dict[str, Any]:
                     year = capture_year(p["captured_at"])
                     if split_of(year, options["holdout_year"], years) != meta["split"]:
                         fail(f"{name}: panorama {p['pano_id']} of {year} in a {meta['split']} sample")
+                    if not 0 <= int(p["row"]) < n_listed:  # (and a crafted row cannot grow the index)
+                        fail(f"{name}: panorama {p['pano_id']} of sample {key} has row {p['row']}, not one of the "
+                             f"manifest's {n_listed} input rows")
+                        continue
                     earlier = owners.claim(int(p["row"]), key)
                     if earlier is not None:
                         fail(f"panorama {p['pano_id']} (row {p['row']}) in samples {earlier} and {key}")
