@@ -435,9 +435,11 @@ class _WriteShard(beam.DoFn):
 def _to_shard(element: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[tuple[str, str, int], SampleFile]]:
     """A sample key's shards and sample records (joined) -> (shard, record). A key the plan listed twice
     (two samples under one key) goes to the lowest of its shards, deterministically."""
-    _, joined = element
-    shards = joined["shard"]
-    for record in joined["sample"]:
+    key, joined = element
+    shards, samples = list(joined["shard"]), list(joined["sample"])
+    if samples and not shards:  # the plan is made from these very records: a bug, not bad input
+        raise RuntimeError(f"sample {key} has no shard in the plan")
+    for record in samples:
         yield min(shards), record
 
 
