@@ -39,14 +39,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.bench_report import synthetic_cells, synthetic_samples, write_table
+from bench.bench_report import synthetic_cells, synthetic_samples, tiny_build, write_table
 from bench.record import emit, machine, measure
-from unigeo.cli.build import run_build
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, keys_sha256, sample_key
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.shards import PLAN_FOLDER, plan_record, plan_shards
 from unigeo.pipeline.staging import stage_inputs
-from unigeo.synth.world import write_world
 
 LEDGER_FILES = 8
 ROW_GROUP = 1 << 20
@@ -123,11 +121,7 @@ def write_plans_and_stats(out: str, samples: Any, max_samples: int = 1000) -> li
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    world, out = os.path.join(args.out, "world"), os.path.join(args.out, "build")
-    if not os.path.exists(os.path.join(world, "sources.yaml")):
-        write_world(world, size="tiny", seed=0)
-    shutil.rmtree(out, ignore_errors=True)
-    built = run_build(os.path.join(world, "sources.yaml"), out, BuildOptions(), [])
+    out, built = tiny_build(args.out)
     real = {}  # a real shard per split, that every synthetic shard of the split links to (the report's gallery)
     for s in built["shards"]:
         real.setdefault(s["split"], os.path.join(args.out, f"real-{s['split']}.tar"))

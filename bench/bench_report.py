@@ -98,6 +98,16 @@ def write_table(df: pd.DataFrame, schema: pa.Schema, path: str) -> None:
     pq.write_table(pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False), path)
 
 
+def tiny_build(root: str) -> tuple[str, dict]:
+    """A fresh build of the tiny world (generated once) under ``root/build``: its folder and manifest,
+    whose tables the benches replace with synthetic ones."""
+    world, out = os.path.join(root, "world"), os.path.join(root, "build")
+    if not os.path.exists(os.path.join(world, "sources.yaml")):
+        write_world(world, size="tiny", seed=0)
+    shutil.rmtree(out, ignore_errors=True)
+    return out, run_build(os.path.join(world, "sources.yaml"), out, BuildOptions(), [])
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=800_000)
@@ -105,11 +115,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", default="/tmp/unigeo-bench-report")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    world, out = os.path.join(args.out, "world"), os.path.join(args.out, "build")
-    if not os.path.exists(os.path.join(world, "sources.yaml")):
-        write_world(world, size="tiny", seed=0)
-    shutil.rmtree(out, ignore_errors=True)
-    manifest = run_build(os.path.join(world, "sources.yaml"), out, BuildOptions(), [])
+    out, manifest = tiny_build(args.out)
     t = time.perf_counter()
     metros, cells = synthetic_cells(args.metros, args.rows, rng)
     samples = synthetic_samples(cells, args.rows, rng)

@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any, NamedTuple
 
 from fsspec.core import url_to_fs
@@ -188,24 +188,39 @@ def spill_sample(out_dir: str, sample: EncodedSample) -> SampleFile:
                       tuple((ext, len(data)) for ext, data in sample.members))
 
 
+def iter_shard(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a shard (any tar ``write_tar`` wrote), in file order."""
+    with open_binary(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        key: str | None = None
+        members: dict[str, bytes] = {}
+        for info in tar:
+            if not info.isfile():
+                continue
+            k, _, ext = info.name.partition(".")
+            if key is not None and k != key:
+                yield key, members
+                members = {}
+            key = k
+            data = tar.extractfile(info)
+            members[ext] = data.read() if data else b""
+        if key is not None:
+            yield key, members
+
+
 def load_sample(record: SampleFile) -> EncodedSample:
     """The sample a ``SampleFile`` stands for, read back from its file.
 
     Raises:
         ValueError: the file does not hold the sample the record describes.
     """
-    members = []
-    with open_binary(record.path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for info in tar:
-            name, _, ext = info.name.partition(".")
-            data = tar.extractfile(info)
-            if name != record.key or data is None:
-                raise ValueError(f"{record.path} holds {info.name}, not a member of sample {record.key}")
-            members.append((ext, data.read()))
-    sample = EncodedSample(record.metro, record.split, record.key, tuple(members))
+    found = list(iter_shard(record.path))
+    for key, held in found:
+        if key != record.key:
+            raise ValueError(f"{record.path} holds {key}.{next(iter(held))}, not a member of sample {record.key}")
+    members = tuple(found[0][1].items()) if found else ()
     if tuple((ext, len(data)) for ext, data in members) != record.members:
         raise ValueError(f"{record.path} does not hold the members written for sample {record.key}")
-    return sample
+    return EncodedSample(record.metro, record.split, record.key, members)
 
 
 def remove_sample_files(out_dir: str) -> None:

@@ -100,3 +100,10 @@ def test_the_error_lists_twenty_problems_and_counts_the_rest() -> None:
     assert "... and 5 more" in text
     with pytest.raises(RuntimeError):
         raise e
+
+
+def test_a_negative_row_in_place_of_an_input_row_is_a_problem() -> None:
+    rows = [{"row": -1 if i == 3 else i, "metro": "m", "cell": CELLS[i // 2], "split": "train",
+             "status": KEPT if i % 2 == 0 else NOT_SELECTED} for i in range(14)]
+    problems = reconcile(summarize_frame(pd.DataFrame(rows)), None, [plan()], stats_of(plan()), input_rows=14).problems
+    assert "ledger: 14 rows (13 distinct) for 14 input rows" in problems

@@ -60,7 +60,7 @@ def reconcile(ledger: LedgerSummary, samples: pd.DataFrame | None, plans: list[d
     """
     problems: list[str] = []
     if input_rows is not None:
-        n, distinct = ledger.n_rows, ledger.rows.distinct + min(1, ledger.rows.negative)
+        n, distinct = ledger.n_rows, ledger.rows.distinct  # distinct rows at or above 0
         if n != input_rows or distinct != n or ledger.rows.beyond(input_rows):
             problems.append(f"ledger: {n} rows ({distinct} distinct) for {input_rows} input rows")
     expected = ledger.kept_samples()
