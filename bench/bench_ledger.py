@@ -11,7 +11,7 @@ synthetic shard is a link to a real shard of its split.
 Each step then runs in a process of its own, and the bench samples the resident memory of that process
 (``bench_memory.measure``):
 
-  - ``manifest``: ``write_manifest`` (one streamed pass over the ledger for every count and the
+  - ``manifest``: ``collect_manifest`` (one streamed pass over the ledger for every count and the
     self-check against the plans and shard stats);
   - ``report``: ``build_report``;
   - ``audit``: the audit's ledger checks (``audit_ledger``: one row per input row, the manifest's sums,
@@ -150,7 +150,7 @@ def step(name: str, root: str) -> None:
     """One measured step, in this process."""
     out = os.path.join(root, "build")
     if name == "manifest":
-        from unigeo.outputs.manifest import write_manifest
+        from unigeo.outputs.manifest import collect_manifest, write_manifest
         from unigeo.pipeline.staging import METROS, load_metros
         from unigeo.sources.config import load_config
         from unigeo.sources.metros import Metro
@@ -160,7 +160,8 @@ def step(name: str, root: str) -> None:
         metros = [Metro(n, g, "synthetic") for n, g in load_metros(os.path.join(out, METROS))]
         rows = pq.ParquetDataset(os.path.join(out, "ledger")).files
         n = sum(pq.ParquetFile(p).metadata.num_rows for p in rows)
-        write_manifest(out, cfg, metros, BuildOptions().as_dict(), {"ingest/rows_in": n}, {"duration_s": 0.0})
+        write_manifest(out, collect_manifest(out, cfg, metros, BuildOptions().as_dict(), {"ingest/rows_in": n},
+                                             {"duration_s": 0.0}))
     elif name == "report":
         from unigeo.outputs.report import build_report
 

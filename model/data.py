@@ -75,7 +75,8 @@ def read_manifest(data: str) -> dict[str, Any]:
 def list_shards(data: str, split: str, manifest: dict[str, Any] | None = None) -> list[Shard]:
     """The shards of one split listed in ``DIR/manifest.json``, with their sample counts."""
     manifest = manifest or read_manifest(data)
-    shards = [Shard(fileio.join(data, s["shard"]), int(s["samples"]), s.get("bytes"))
+    root = build_files.build_root(data, manifest)  # a versioned build's files lie under the prefix it names
+    shards = [Shard(fileio.join(root, s["shard"]), int(s["samples"]), s.get("bytes"))
               for s in manifest.get("shards", []) if s["split"] == split and int(s["samples"]) > 0]
     return sorted(shards, key=lambda s: s.url)
 

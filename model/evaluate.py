@@ -165,6 +165,7 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
         raise UniGeoError(f"{data}: the manifest lists no test shard with samples (holdout year "
                           f"{manifest.get('options', {}).get('holdout_year', '?')})")
     check_shards(shards)
+    root = build_files.build_root(data, manifest)
     manifest_sha = fileio.sha256_file(fileio.join(data, build_files.MANIFEST))[1]
     trained_on = state.get("build", {}).get("manifest_sha256")
     if trained_on is None:
@@ -177,9 +178,9 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
     cfg = model.cfg
     decoder = Decoder(DecodeSpec(image_px=cfg.image_px, dsm_px=cfg.dsm_px, text_len=cfg.text_len,
                                  all_crops=True), tokenizer)
-    samples = build_files.read_samples(data, ["cell", "split"])
+    samples = build_files.read_samples(root, ["cell", "split"])
     if samples.empty:
-        raise UniGeoError(f"{fileio.join(data, 'samples')} has no Parquet files: is --data a complete build?")
+        raise UniGeoError(f"{fileio.join(root, 'samples')} has no Parquet files: is --data a complete build?")
     train_cells = set(samples.loc[samples["split"] == TRAIN, "cell"])
     del samples
     spool_dir = os.path.join(out, ".spool")
@@ -191,9 +192,9 @@ def evaluate(data: str, checkpoint: str, out: str | None = None, batch_size: int
         seen = arrays["seen"]
         log.info("test split: %d locations (%d seen in training, %d unseen)", n, int(seen.sum()), int((~seen).sum()))
         if "coords" in model.modalities:
-            cells = build_files.read_cells(data, ["cell", "lat", "lon"])
+            cells = build_files.read_cells(root, ["cell", "lat", "lon"])
             if cells.empty:
-                raise UniGeoError(f"{fileio.join(data, 'cells')} has no Parquet files: is --data a complete build?")
+                raise UniGeoError(f"{fileio.join(root, 'cells')} has no Parquet files: is --data a complete build?")
             cells = cells.sort_values("cell", kind="stable")
             arrays["gallery_cell"] = cells["cell"].to_numpy().astype(str)
             arrays["gallery_lat"] = cells["lat"].to_numpy(np.float64)

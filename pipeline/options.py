@@ -107,6 +107,11 @@ class BuildOptions:
                                     "whole metro (batches mix places from everywhere) or neighbours in S2 order "
                                     "(batches from one area). Test shards are always in S2 order.",
                                     choices=("mixed", "s2"))
+    layout: str = option("auto", "How a build replaces the earlier one in --out. in-place: the files sit in the folder "
+                         "itself, moved in when the build is done (a local folder's default). versioned: they stay "
+                         "in a new DIR/builds/<build-id>/ and publishing rewrites DIR/manifest.json alone, which "
+                         "names that prefix (the default on gs://, s3:// and other object stores, where a move "
+                         "copies every object). auto: by the kind of --out.", choices=("auto", "in-place", "versioned"))
     imagery: ImageryOptions = dataclasses.field(default_factory=ImageryOptions)
     text: TextOptions = dataclasses.field(default_factory=TextOptions)
 

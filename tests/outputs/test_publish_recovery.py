@@ -164,3 +164,186 @@ def test_a_build_into_an_interrupted_folder_recovers_then_builds(tiny_world: Pat
     assert CliRunner().invoke(cli, ["audit", str(out)]).exit_code == 0
     assert not (out / PREVIOUS).exists() and not (out / STAGING).exists()
 
+
+
+# ---------------------------------------------------------------- the versioned layout (object stores)
+
+OLD, NEW = "20260101T000000Z-0000aaaa", "20260102T000000Z-0000bbbb"
+
+
+def versioned(fs: Any, src: Path, root: str, build_id: str) -> dict[str, bytes]:
+    """``src``'s build put under ``root/builds/<build_id>`` with a manifest naming that prefix (unpublished);
+    returns its files, relative to ``root``."""
+    prefix = f"{folder.BUILDS}/{build_id}"
+    put_tree(fs, src, f"{root}/{prefix}")
+    manifest = json.loads((src / MANIFEST).read_bytes())
+    manifest["prefix"] = prefix
+    fs.pipe_file(f"{root}/{prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    return {f"{prefix}/{k}": v for k, v in tree(fs, f"{root}/{prefix}").items()}
+
+
+def store(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str, str]:
+    """A faulty filesystem that ``folder`` uses, the ``--out`` a user gives, and its root on that filesystem."""
+    if kind == "local":
+        fs: Any = FaultyLocal(auto_mkdir=True)
+        out = root = str(tmp_path / "data")
+    else:
+        fs = FaultyMemory()
+        root = f"/{tmp_path.name}/data"
+        out = f"memory://{root}"  # as fsspec spells the paths it finds there
+    monkeypatch.setattr(folder, "_fs", lambda _out: (fs, root))
+    return fs, out, root
+
+
+@pytest.mark.parametrize("earlier", ["in-place", "versioned"])
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_versioned_publish_killed_at_every_step_ends_with_the_new_build(
+        tiny_build: Path, tiny_build_compact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
+        earlier: str) -> None:
+    from unigeo.outputs.audit import audit
+
+    fs, out, root = store(kind, tmp_path, monkeypatch)
+    steps = 0
+    while True:
+        Faulty.kill_at, Faulty.calls = -1, 0
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+        if earlier == "in-place":
+            put_tree(fs, tiny_build, root)
+        else:
+            versioned(fs, tiny_build, root, OLD)
+            fs.pipe_file(f"{root}/{MANIFEST}", fs.cat_file(f"{root}/{folder.BUILDS}/{OLD}/{MANIFEST}"))
+        staged = versioned(fs, tiny_build_compact, root, NEW)
+        Faulty.kill_at, Faulty.calls = steps, 0
+        try:
+            publish(out, f"{out}/{folder.BUILDS}/{NEW}")
+        except Killed:
+            killed = True
+        else:
+            killed = False
+        Faulty.kill_at = -1
+        said = recover(out)
+        assert (said is not None) == killed, (steps, said)
+        if killed:
+            assert NEW in said or "removed" in said, said
+        # one build: the new one, published, and nothing of the earlier one left
+        assert tree(fs, root) == {**staged, MANIFEST: staged[f"{folder.BUILDS}/{NEW}/{MANIFEST}"]}, steps
+        if not killed:
+            break
+        steps += 1
+    assert steps >= 2  # the pointer write, then each deletion of the earlier build
+    result = audit(out)
+    assert result["ok"], result["violations"]
+    assert result["build"] == {"layout": "versioned", "files": f"{folder.BUILDS}/{NEW}", "unfinished": []}
+
+
+class Counting(MemoryFileSystem):
+    """Counts the objects written (created or copied) and deleted."""
+
+    writes = 0
+    copies = 0
+
+    def _open(self, path: str, mode: str = "rb", *args: Any, **kw: Any) -> Any:
+        if "w" in mode or "x" in mode:
+            Counting.writes += 1
+        return super()._open(path, mode, *args, **kw)
+
+    def cp_file(self, *args: Any, **kw: Any) -> Any:
+        Counting.copies += 1
+        return super().cp_file(*args, **kw)
+
+
+def test_a_versioned_publish_writes_one_object_whatever_the_shard_count(tiny_world: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import TINY_BUILD_ARGS
+
+    def build(out: Path, per_shard: str) -> Path:
+        r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out),
+                                     *TINY_BUILD_ARGS, "--shard-max-samples", per_shard])
+        assert r.exit_code == 0, r.output
+        return out
+
+    earlier = build(tmp_path / "earlier", "4")
+    builds = {per_shard: build(tmp_path / f"new{per_shard}", per_shard) for per_shard in ("100", "1")}
+    fs = Counting()
+    root = f"/{tmp_path.name}/data"
+    out = f"memory://{root}"
+    monkeypatch.setattr(folder, "_fs", lambda _out: (fs, root))
+    costs = {}
+    for new in builds.values():  # 2 shards, then one per sample
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+        versioned(fs, earlier, root, OLD)
+        fs.pipe_file(f"{root}/{MANIFEST}", fs.cat_file(f"{root}/{folder.BUILDS}/{OLD}/{MANIFEST}"))
+        staged = versioned(fs, new, root, NEW)
+        before = set(fs.find(root))
+        Counting.writes = Counting.copies = 0
+        publish(out, f"{out}/{folder.BUILDS}/{NEW}")
+        shards = len(json.loads((new / MANIFEST).read_bytes())["shards"])
+        costs[shards] = (Counting.writes, Counting.copies)
+        deleted = {p[len(root) + 1:] for p in before - set(fs.find(root))}
+        assert deleted and all(p.startswith(f"{folder.BUILDS}/{OLD}/") for p in deleted)  # the earlier build only
+        assert {k: v for k, v in tree(fs, root).items() if k != MANIFEST} == staged
+    assert len(costs) == 2 and min(costs) < max(costs) >= 10, costs  # the shard counts differ
+    assert set(costs.values()) == {(1, 0)}, costs  # one object written, nothing copied, whatever the shards
+
+
+def test_layout_for_picks_versioned_on_object_stores() -> None:
+    assert folder.layout_for("gs://bucket/data") == "versioned"
+    assert folder.layout_for("s3://bucket/data") == "versioned"
+    assert folder.layout_for("memory://x/data") == "versioned"
+    assert folder.layout_for("/tmp/data") == "in-place"
+    assert folder.layout_for("file:///tmp/data") == "in-place"
+    assert folder.layout_for("gs://bucket/data", "in-place") == "in-place"
+    with pytest.raises(folder.ConfigError, match="--layout"):
+        folder.layout_for("/tmp/data", "atomic")
+    # a build id sorts after the folder's newest, even when this clock is behind the one that wrote it
+    assert folder.new_build_id("29991231T235959Z-0000dead").startswith("30000101T000000Z-")
+    assert folder.new_build_id("20000101T000000Z-0000dead") > "20260101"
+
+
+def test_a_versioned_build_replaces_an_in_place_one_and_readers_follow_its_prefix(
+        tiny_world: Path, tiny_build: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import TINY_BUILD_ARGS
+    from unigeo.core.build_files import build_root
+    from unigeo.model.data import list_shards
+    from unigeo.outputs.hf import shard_files
+
+    out = tmp_path / "data"
+    shutil.copytree(tiny_build, out)
+    args = ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out", str(out), *TINY_BUILD_ARGS,
+            "--layout", "versioned"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    (first,) = (out / folder.BUILDS).iterdir()
+    assert sorted(p.name for p in out.iterdir()) == [folder.BUILDS, MANIFEST]  # the in-place build is gone
+    assert (out / MANIFEST).read_bytes() == (first / MANIFEST).read_bytes()
+    assert json.loads((out / MANIFEST).read_bytes())["prefix"] == f"{folder.BUILDS}/{first.name}"
+    assert build_root(str(out)) == str(first) and build_root(str(first)) == str(first)
+    # the shards are the in-place build's, byte for byte, now under the prefix
+    assert files(first / "shards") == files(tiny_build / "shards")
+    assert shard_files(str(out), "train") == [str(first / s["shard"]) for s in
+                                              json.loads((out / MANIFEST).read_bytes())["shards"]
+                                              if s["split"] == "train"]
+    assert [s.url for s in list_shards(str(out), "test")] == sorted(
+        str(p) for p in (first / "shards" / "test").glob("*.tar"))
+
+    # a build killed before it published leaves a prefix without a manifest: audit names it and leaves it
+    killed = out / folder.BUILDS / "29991231T000000Z-0000dead"
+    (killed / "shards" / "train").mkdir(parents=True)
+    r = CliRunner().invoke(cli, ["audit", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["build"] == {"layout": "versioned", "files": f"{folder.BUILDS}/{first.name}",
+                                             "unfinished": [f"{folder.BUILDS}/{killed.name}"]}
+    assert killed.exists()
+    # and a killed clean-up leaves an earlier prefix: the next build removes both, then publishes its own
+    stale = out / folder.BUILDS / "20000101T000000Z-0000beef"
+    shutil.copytree(first, stale)
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert "removed 1 earlier build" in caplog.text
+    (second,) = (out / folder.BUILDS).iterdir()
+    assert second.name > first.name
+    r = CliRunner().invoke(cli, ["audit", str(out)])
+    assert r.exit_code == 0 and json.loads(r.output)["build"]["unfinished"] == []
+    # back to in place: the versioned builds go once the new one is in
+    assert CliRunner().invoke(cli, args[:-2]).exit_code == 0
+    assert not (out / folder.BUILDS).exists() and files(out / "shards") == files(tiny_build / "shards")

@@ -11,6 +11,7 @@ import click
 from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import ReconciliationError, UniGeoError
+from unigeo.core.fileio import join
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
 
 log = logging.getLogger("unigeo.build")
@@ -68,7 +69,7 @@ def reject_share(manifest: dict[str, Any]) -> float:
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
     """Every check of a build, then the job translated for its runner and not run (``--dry_run=True``);
     nothing under ``out`` changes and a ``gs://`` / ``s3://`` ``out`` is not listed. Returns what
-    ``unigeo.pipeline.job.translate`` reports."""
+    ``unigeo.pipeline.job.translate`` reports and the layout the build would publish in."""
     from unigeo.outputs import folder
     from unigeo.pipeline.job import check_covering, read_inputs, translate
 
@@ -76,12 +77,16 @@ def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]
     inputs = read_inputs(config_path)
     check_covering(inputs.metros, opts.level, opts.max_cells)
     folder.check_output_folder(out, inputs.paths, list_remote=False)
-    return translate(inputs, out, opts, beam_args)
+    layout = folder.layout_for(out, opts.layout)
+    target = join(out, f"{folder.BUILDS}/{folder.new_build_id()}") if layout == "versioned" else join(
+        out, folder.STAGING)
+    return {**translate(inputs, target, opts, beam_args), "layout": layout}
 
 
 def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
-    """Check everything, run the build job in ``DIR/.unigeo-staging``, write its manifest and report
-    there, then publish it over the earlier build; return the manifest.
+    """Check everything, run the build job in ``DIR/.unigeo-staging`` (or a new ``DIR/builds/<build-id>``
+    for the versioned layout), write its report and then its manifest there, then publish it over the
+    earlier build; return the manifest.
 
     Raises:
         ConfigError, SourceError: bad configuration, an unusable input, or an output folder a build must
@@ -91,7 +96,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
         Exception: the job failed; the earlier build under ``out`` is as it was.
     """
     from unigeo.outputs import folder
-    from unigeo.outputs.manifest import write_manifest
+    from unigeo.outputs.manifest import collect_manifest, write_manifest
     from unigeo.pipeline.job import check_covering, read_inputs, run_job  # Beam is slow to import
 
     folder.check_not_a_file(out)
@@ -101,10 +106,11 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     if recovered:
         log.warning("%s", recovered)
     folder.check_output_folder(out, inputs.paths)
-    staging = folder.start(out)
+    staging = folder.start(out, folder.layout_for(out, opts.layout))
     try:
         found, run = run_job(inputs, staging, opts, beam_args)
-        manifest = write_manifest(staging, inputs.config, inputs.metros, opts.as_dict(), found, run)
+        manifest = collect_manifest(staging, inputs.config, inputs.metros, opts.as_dict(), found, run,
+                                    folder.prefix_of(out, staging))
         r = manifest["reconciliation"]
         log.info("checked: the %d samples the ledger kept are in the %d shards their plan gave them (%.2f s)",
                  r["samples"], r["shards"], r["seconds"])
@@ -114,13 +120,14 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
         else:
             from unigeo.outputs.report import build_report
 
-            build_report(staging)
+            build_report(staging, manifest)
+        write_manifest(staging, manifest)  # last: a staged build with its manifest is complete
     except BaseException:
-        folder.abandon(out)
+        folder.abandon(out, staging)
         raise
-    folder.publish(out)
+    folder.publish(out, staging)
     if not hint:
-        log.info("report: %s/report/index.html", out.rstrip("/"))
+        log.info("report: %s/report/index.html", join(out, manifest["prefix"]).rstrip("/"))
     return manifest
 
 

@@ -14,6 +14,7 @@ from unigeo.cli.options import verbosity
 @verbosity
 def report(out_dir: str) -> None:
     """Rebuild DIR/report/ (report.json, index.html, figures) from a build's manifest and ledger."""
+    from unigeo.core.build_files import build_root
     from unigeo.core.errors import UniGeoError
     from unigeo.outputs.report import build_report
 
@@ -24,4 +25,4 @@ def report(out_dir: str) -> None:
     except UniGeoError as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(result["headline"], indent=2))
-    click.echo(f"report: {out_dir.rstrip('/')}/report/index.html")
+    click.echo(f"report: {build_root(out_dir).rstrip('/')}/report/index.html")

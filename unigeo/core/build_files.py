@@ -30,6 +30,21 @@ def read_manifest(out: str) -> dict[str, Any]:
     return dict(read_json(join(out, MANIFEST)))
 
 
+def build_root(out: str, manifest: dict[str, Any] | None = None) -> str:
+    """The folder that holds a build's files: ``out`` itself, or ``out/<prefix>`` where its manifest names a
+    prefix (a versioned build: ``builds/<build-id>``, the layout of object stores). The prefix holds the same
+    manifest, so a prefix is a build folder too. ``out`` without a readable manifest is returned as it is."""
+    if manifest is None:
+        try:
+            manifest = read_manifest(out)
+        except (OSError, ValueError):
+            return out
+    prefix = str(manifest.get("prefix") or "").strip("/") if isinstance(manifest, dict) else ""
+    if not prefix or out.rstrip("/") == prefix or out.rstrip("/").endswith("/" + prefix):
+        return out
+    return join(out, prefix)
+
+
 def read_parquet_files(paths: list[str], schema: pa.Schema | None = None, columns: list[str] | None = None
                        ) -> pd.DataFrame:
     """One frame of several Parquet files (only ``columns`` when given); with no file, an empty frame of

@@ -112,6 +112,17 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a whole file that no reader sees in part: on a local disk through a temporary file in the same
+    folder and a rename; an object store's upload is all-or-nothing already."""
+    if is_url(path):
+        write_bytes(path, data)
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    write_bytes(tmp, data)
+    os.replace(tmp, path)
+
+
 def exists(path: str) -> bool:
     if not is_url(path):
         return os.path.exists(path)

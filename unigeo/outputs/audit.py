@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from unigeo.core.build_files import MANIFEST, missing_files, read_json
-from unigeo.core.fileio import glob, join, relative, sha256_file
+from unigeo.core.build_files import MANIFEST, build_root, missing_files
+from unigeo.core.fileio import glob, join, read_bytes, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
     KEPT,
@@ -38,6 +38,7 @@ from unigeo.core.sample import (
     sample_key,
     tile_member,
 )
+from unigeo.outputs.folder import unfinished_builds
 from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import iter_shard, read_shard_stats
 from unigeo.outputs.reconcile import read_plans, reconcile
@@ -251,9 +252,18 @@ def audit(out: str) -> dict[str, Any]:
         violations.append(message)
 
     try:
-        manifest = read_json(join(out, MANIFEST))
+        published = read_bytes(join(out, MANIFEST))
+        manifest = json.loads(published)
     except Exception as e:
         return {"ok": False, "violations": [f"cannot read {MANIFEST}: {e}"], "n_violations": 1, "checked": {}}
+    top, out = out, build_root(out, manifest)
+    if out != top:  # a versioned build: the published manifest is its prefix's, byte for byte
+        try:
+            if read_bytes(join(out, MANIFEST)) != published:
+                fail(f"{MANIFEST} differs from {relative(top, join(out, MANIFEST))}, the build it names")
+        except FileNotFoundError:
+            return {"ok": False, "violations": [f"{MANIFEST} names the build {relative(top, out)}, which holds no "
+                                                f"{MANIFEST}"], "n_violations": 1, "checked": {}}
     try:
         options = manifest["options"]
         years = parse_years(options["years"])
@@ -329,4 +339,6 @@ def audit(out: str) -> dict[str, Any]:
         "n_violations": len(violations),
         "checked": {"shards": len(listed), "samples": sum(seen_keys.values()), "panoramas_in_shards": sample_panos,
                     "ledger_rows": ledger.n_rows, "input_rows": n_inputs},
+        "build": {"layout": "versioned" if out != top else "in-place", "files": relative(top, out) if out != top
+                  else ".", "unfinished": unfinished_builds(top)},
     }

@@ -1,39 +1,57 @@
-"""A build's output folder as a transaction: check it, build under a staging folder, publish at the end.
+"""A build's output folder as a transaction: check it, build aside, publish at the end.
 
 A build writes only into a new or empty folder, or into one that holds an earlier UniGeo build
 (recognised by its ``manifest.json``), and there it replaces only files whose names UniGeo writes
 (``OWNED``). Anything else in the folder stops the build before any work, naming the files, so a
 user's own files are never touched. A folder equal to or above an input is refused too.
 
-The job writes everything under ``DIR/.unigeo-staging``; ``publish`` then moves the earlier build
-aside (its manifest first), moves the new outputs in, the new manifest last, and deletes the earlier
-build. A build that fails before ``publish`` leaves the earlier build as it was.
+Two layouts (``--layout``, chosen by ``layout_for``):
 
-``publish`` keeps a journal (``DIR/.unigeo-publish.json``) of the step it is in. It is written only once
-the staged build is complete (reconciled, its manifest and report staged), so a publish killed at any
-step is finished by ``recover``, which the next build and ``unigeo audit`` call first: it rolls forward
-to the staged build. A folder left by a publish killed without a journal (UniGeo before the journal)
-is rolled forward when its staged manifest is there and back to the earlier build otherwise. Neither
-build's data is deleted before the other is whole in the folder.
+- **in-place** (a local folder's default): the build's files sit in ``DIR`` itself. The job writes under
+  ``DIR/.unigeo-staging``; ``publish`` moves the earlier build aside (its manifest first), moves the new
+  outputs in, the new manifest last, and deletes the earlier build. It keeps a journal
+  (``DIR/.unigeo-publish.json``) of the step it is in, written only once the staged build is complete
+  (reconciled, its manifest staged last), so a publish killed at any step is finished by ``recover``. A
+  folder left by a publish killed without a journal (UniGeo before the journal) is rolled forward when its
+  staged manifest is there and back to the earlier build otherwise.
+- **versioned** (the default on ``gs://``, ``s3://`` and other object stores, where a move is a copy and a
+  delete per object): the job writes into a fresh prefix ``DIR/builds/<build-id>/`` that it never moves.
+  ``publish`` writes one object, ``DIR/manifest.json``: a copy of the prefix's manifest, whose ``prefix``
+  names the folder of the build's files (``build_root`` follows it). Then the earlier builds' prefixes
+  are deleted. ``recover`` publishes a complete prefix newer than the published one (a publish killed
+  before its pointer was written) and finishes a killed clean-up; a newer prefix without its manifest is
+  a build still running or killed before it finished, left to the next build, which removes it.
+
+Either way the staged manifest is the last file a build writes before it publishes, and neither build's
+data is deleted before the other is whole in the folder. One build at a time may write into a folder.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from unigeo.core.build_files import MANIFEST, read_json
 from unigeo.core.errors import ConfigError
-from unigeo.core.fileio import is_url, join
+from unigeo.core.fileio import is_url, join, relative
 
 STAGING = ".unigeo-staging"
 PREVIOUS = ".unigeo-previous"
 JOURNAL = ".unigeo-publish.json"
+BUILDS = "builds"
+POINTER_TMP = ".unigeo-manifest.tmp"
+LAYOUTS = ("auto", "in-place", "versioned")
+_ID = r"\d{8}T\d{6}Z-[0-9a-f]{8}"
+_ID_TIME = "%Y%m%dT%H%M%SZ"
+_LOCAL_PROTOCOLS = ("file", "local")
 # Top-level entries a build writes, in publishing order (the manifest goes last).
 ENTRIES = ("inputs", "cells", "samples", "ledger", "rejects", "plan", "shards", "report", MANIFEST)
 FORMAT_PREFIX = "unigeo-build/"
@@ -57,7 +75,9 @@ OWNED = tuple(re.compile(p) for p in (
     r"report/(report\.json|index\.html|hist_[a-z_]+\.png|map_(split|panoramas)_[a-z0-9_]+\.png)",
     rf"report/gallery_[0-9a-f]+_{_SPLIT}_(sv\.\d{{3}}\.jpg|aerial\.jpg|dsm\.jpg)",
     rf"({re.escape(STAGING)}|{re.escape(PREVIOUS)})(/.*)?",
+    rf"{BUILDS}(/{_ID}(/.*)?)?",
     re.escape(JOURNAL),
+    re.escape(POINTER_TMP),
 ))
 
 
@@ -118,7 +138,7 @@ def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = Tru
     found = listing(out)
     if not found:
         return
-    leftovers = all(rel.split("/")[0] in (STAGING, PREVIOUS, JOURNAL) for rel in found)
+    leftovers = all(rel.split("/")[0] in (STAGING, PREVIOUS, JOURNAL, BUILDS, POINTER_TMP) for rel in found)
     if MANIFEST not in found and not leftovers:
         raise ConfigError(f"--out {out} is not empty and holds no UniGeo build (no {MANIFEST}); a build writes only "
                           f"into a new folder or one a previous build wrote. First entries: {found[:10]}")
@@ -143,32 +163,75 @@ def _remove(fs: Any, path: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def start(out: str) -> str:
-    """Create an empty staging folder under ``out`` (clearing one a build killed before it published
-    left) and return it. Call ``recover`` first: a staging folder with a journal is a publish to finish."""
+def layout_for(out: str, choice: str = "auto") -> str:
+    """``in-place`` or ``versioned``: ``choice`` itself, or for ``auto`` versioned on an object store (any
+    URL but ``file://``) and in-place on a local disk."""
+    if choice not in LAYOUTS:
+        raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    protocol = fsspec.core.split_protocol(out)[0] if is_url(out) else None
+    return "versioned" if protocol and protocol not in _LOCAL_PROTOCOLS else "in-place"
+
+
+def new_build_id(after: str | None = None) -> str:
+    """A prefix name that sorts by creation time (``20261201T220000Z-1a2b3c4d``) and after ``after``, the
+    newest one in the folder, even where this machine's clock is behind the one that wrote it: recovery
+    takes the newest complete prefix for the newest build."""
+    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+    if after:
+        when = max(when, dt.datetime.strptime(after[:16], _ID_TIME) + dt.timedelta(seconds=1))
+    return f"{when:{_ID_TIME}}-{secrets.token_hex(4)}"
+
+
+def start(out: str, layout: str = "in-place") -> str:
+    """Clear what a build killed before it published left and return the folder the new build writes into:
+    ``DIR/.unigeo-staging`` (in-place) or a new ``DIR/builds/<build-id>`` (versioned). Call ``recover``
+    first: a staging folder with a journal is a publish to finish."""
     fs, root = _fs(out)
-    staging = f"{root}/{STAGING}"
     if fs.exists(f"{root}/{JOURNAL}"):
         raise RuntimeError(f"{out} holds an unfinished publish: recover it first")
-    _remove(fs, staging)
+    _remove(fs, f"{root}/{STAGING}")
     _remove(fs, f"{root}/{PREVIOUS}")
-    fs.makedirs(staging, exist_ok=True)
+    current = published_prefix(fs, root)
+    kept = []
+    for build_id in _build_ids(fs, root):  # unfinished builds (a published or complete one is never newer)
+        if f"{BUILDS}/{build_id}" != current and not fs.exists(f"{root}/{BUILDS}/{build_id}/{MANIFEST}"):
+            _remove(fs, f"{root}/{BUILDS}/{build_id}")
+        else:
+            kept.append(build_id)
+    if layout == "versioned":
+        return join(out, f"{BUILDS}/{new_build_id(kept[-1] if kept else None)}")
+    fs.makedirs(f"{root}/{STAGING}", exist_ok=True)
     return join(out, STAGING)
 
 
-def abandon(out: str) -> None:
-    """Delete the staging folder of a failed build; the earlier build stays as it was."""
+def prefix_of(out: str, staging: str) -> str:
+    """The prefix a build's manifest names: where its files lie relative to ``out`` after it is published
+    (empty for an in-place build)."""
+    rel = relative(out, staging)
+    return rel if rel.startswith(f"{BUILDS}/") else ""
+
+
+def abandon(out: str, staging: str | None = None) -> None:
+    """Delete the staging folder (or prefix) of a failed build; the earlier build stays as it was."""
     fs, root = _fs(out)
-    _remove(fs, f"{root}/{STAGING}")
+    _remove(fs, f"{root}/{prefix_of(out, staging) if staging else STAGING}")
 
 
 def _journal(fs: Any, root: str, step: str) -> None:
     fs.pipe(f"{root}/{JOURNAL}", json.dumps({"publish": step}).encode())
 
 
-def publish(out: str) -> None:
-    """Replace the earlier build's outputs with the staged ones (the staged build must be complete)."""
+def publish(out: str, staging: str | None = None) -> None:
+    """Replace the earlier build with the staged one (which must be complete, its manifest written last):
+    for a versioned build by writing one object, the top-level manifest, then deleting the earlier builds."""
     fs, root = _fs(out)
+    prefix = prefix_of(out, staging) if staging else ""
+    if prefix:
+        _point(fs, root, prefix)
+        _clean_versioned(fs, root, prefix)
+        return
     _journal(fs, root, "aside")
     _finish(fs, root, "aside")
 
@@ -190,7 +253,53 @@ def _finish(fs: Any, root: str, step: str) -> None:
     if step == "clean":
         _remove(fs, previous)
         _remove(fs, staging)
+        _remove(fs, f"{root}/{BUILDS}")  # versioned builds an in-place one replaced
+        _remove(fs, f"{root}/{POINTER_TMP}")
         _remove(fs, f"{root}/{JOURNAL}")
+
+
+def _point(fs: Any, root: str, prefix: str) -> None:
+    """Publish the build at ``prefix``: its manifest becomes the top-level one, in one object write (on a
+    local disk through a temporary file and a rename, so that a reader never sees half a manifest)."""
+    data = fs.cat_file(f"{root}/{prefix}/{MANIFEST}")
+    if isinstance(fs, LocalFileSystem):
+        fs.pipe_file(f"{root}/{POINTER_TMP}", data)
+        fs.mv(f"{root}/{POINTER_TMP}", f"{root}/{MANIFEST}")
+    else:
+        fs.pipe_file(f"{root}/{MANIFEST}", data)
+
+
+def _build_ids(fs: Any, root: str) -> list[str]:
+    """The build ids under ``DIR/builds``, oldest first."""
+    if not fs.isdir(f"{root}/{BUILDS}"):
+        return []
+    names = (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/{BUILDS}", detail=False))
+    return sorted(n for n in names if re.fullmatch(_ID, n))
+
+
+def published_prefix(fs: Any, root: str) -> str | None:
+    """The prefix the top-level manifest names (``""`` for an in-place build; None without a readable one)."""
+    try:
+        return str(json.loads(fs.cat_file(f"{root}/{MANIFEST}")).get("prefix") or "")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+
+
+def _clean_versioned(fs: Any, root: str, prefix: str) -> int:
+    """Delete what the published build at ``prefix`` replaced: older prefixes and an in-place build's
+    entries; returns how many builds went."""
+    current = prefix.rsplit("/", 1)[-1]
+    gone = 0
+    _remove(fs, f"{root}/{POINTER_TMP}")
+    if any(fs.exists(f"{root}/{name}") for name in (*ENTRIES[:-1], STAGING, PREVIOUS)):
+        for name in (*ENTRIES[:-1], STAGING, PREVIOUS):
+            _remove(fs, f"{root}/{name}")
+        gone += 1
+    for build_id in _build_ids(fs, root):
+        if build_id < current:
+            _remove(fs, f"{root}/{BUILDS}/{build_id}")
+            gone += 1
+    return gone
 
 
 def _move(fs: Any, src: str, dst: str) -> None:
@@ -214,6 +323,42 @@ def _move(fs: Any, src: str, dst: str) -> None:
 def recover(out: str) -> str | None:
     """Finish or undo a publish that was killed; returns one line saying what was done (None: nothing)."""
     fs, root = _fs(out)
+    said = _recover_in_place(out, fs, root)
+    return _recover_versioned(out, fs, root) if said is None else said
+
+
+def _recover_versioned(out: str, fs: Any, root: str) -> str | None:
+    """Publish the newest complete prefix newer than the published build (its publish was killed before
+    the pointer was written), then delete the builds it replaced (a clean-up that was killed)."""
+    ids = _build_ids(fs, root)
+    if not ids:
+        return None
+    current = published_prefix(fs, root)
+    newest = current.rsplit("/", 1)[-1] if current else ""
+    done = []
+    complete = [i for i in ids if i > newest and fs.exists(f"{root}/{BUILDS}/{i}/{MANIFEST}")]
+    if complete:
+        current = f"{BUILDS}/{complete[-1]}"
+        _point(fs, root, current)
+        done.append(f"published the build {complete[-1]} whose publish was interrupted")
+        if not fs.exists(f"{root}/{current}/report/index.html"):
+            done.append(f"its report was not finished (`unigeo report {out}` writes it)")
+    if current:
+        gone = _clean_versioned(fs, root, current)
+        if gone:
+            done.append(f"removed {gone} earlier build{'s' if gone > 1 else ''} a publish left behind")
+    return f"{out}: {'; '.join(done)}" if done else None
+
+
+def unfinished_builds(out: str) -> list[str]:
+    """Prefixes of builds that have not published (running, or killed before they finished), oldest first."""
+    fs, root = _fs(out)
+    current = published_prefix(fs, root)
+    return [f"{BUILDS}/{i}" for i in _build_ids(fs, root)
+            if f"{BUILDS}/{i}" != current and not fs.exists(f"{root}/{BUILDS}/{i}/{MANIFEST}")]
+
+
+def _recover_in_place(out: str, fs: Any, root: str) -> str | None:
     journal, staging, previous = f"{root}/{JOURNAL}", f"{root}/{STAGING}", f"{root}/{PREVIOUS}"
     if fs.exists(journal):
         try:

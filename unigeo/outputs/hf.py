@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from unigeo.core.build_files import read_manifest, read_samples
+from unigeo.core.build_files import build_root, read_manifest, read_samples
 from unigeo.core.fileio import join
 from unigeo.core.sample import DSM, DSM_PNG, JSON, TEXT, TILE_ENCODINGS, crop_member
 
 
 def max_crops(out: str) -> int:
     """The largest number of crops in one sample of the build (from its samples table)."""
-    samples = read_samples(out)
+    samples = read_samples(build_root(out))
     return int(samples["crops"].max()) if len(samples) else 0
 
 
@@ -55,5 +55,7 @@ def webdataset_features(out: str) -> Any:
 
 
 def shard_files(out: str, split: str) -> list[str]:
-    """The shard paths of one split, as the manifest lists them."""
-    return [join(out, s["shard"]) for s in read_manifest(out)["shards"] if s["split"] == split]
+    """The shard paths of one split, as the manifest lists them (under the prefix it names, if any)."""
+    manifest = read_manifest(out)
+    root = build_root(out, manifest)
+    return [join(root, s["shard"]) for s in manifest["shards"] if s["split"] == split]

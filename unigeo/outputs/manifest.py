@@ -10,7 +10,7 @@ import pandas as pd
 
 from unigeo import __version__
 from unigeo.core.build_files import MANIFEST, read_cells
-from unigeo.core.fileio import glob, join, relative, write_bytes
+from unigeo.core.fileio import glob, join, relative, write_atomic
 from unigeo.core.sample import SPLITS
 from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import read_rejects, read_shard_stats
@@ -32,10 +32,11 @@ def reject_kinds(out: str) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in sorted(found.items())}
 
 
-def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: dict[str, Any],
-                   counters: dict[str, int], run: dict[str, Any]) -> dict[str, Any]:
-    """Reconcile the outputs of a finished run (``unigeo.outputs.reconcile``), then collect them into
-    ``DIR/manifest.json``.
+def collect_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: dict[str, Any],
+                     counters: dict[str, int], run: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Reconcile the outputs of a finished run (``unigeo.outputs.reconcile``), then collect them into the
+    manifest (``write_manifest`` writes it, last). ``prefix``: where the files will lie relative to the
+    published top-level manifest (``builds/<build-id>`` for a versioned build; empty in place).
 
     Raises:
         ReconciliationError: the ledger does not hold exactly one row per input row the job read, or the
@@ -88,6 +89,11 @@ def write_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options: d
         "counters": counters,
         "reconciliation": reconciliation,
         "run": run,
+        "prefix": prefix,
     }
-    write_bytes(join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=False).encode())
     return manifest
+
+
+def write_manifest(out: str, manifest: dict[str, Any]) -> None:
+    """``DIR/manifest.json``, whole or not at all: the file that says a staged build is complete."""
+    write_atomic(join(out, MANIFEST), json.dumps(manifest, indent=2, sort_keys=False).encode())

@@ -24,7 +24,7 @@ from matplotlib.colors import LinearSegmentedColormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unigeo.core.build_files import missing_files, read_cells, read_manifest, read_samples
+from unigeo.core.build_files import build_root, missing_files, read_cells, read_manifest, read_samples
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import (
@@ -337,9 +337,13 @@ class IncompleteBuildError(UniGeoError):
     """A build folder lacks files its manifest lists."""
 
 
-def build_report(out: str) -> dict[str, Any]:
-    """Write ``DIR/report/{report.json,index.html,*.png}``; return the report."""
-    manifest = read_manifest(out)
+def build_report(out: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``DIR/report/{report.json,index.html,*.png}`` (in the folder of the build's files, which a
+    versioned build's manifest names); return the report. ``manifest``: the build's, when it is not written
+    yet (a build writes its manifest last)."""
+    if manifest is None:
+        manifest = read_manifest(out)
+        out = build_root(out, manifest)
     missing = [f for files in missing_files(out, manifest, ("ledger", "cells", "samples")).values() for f in files]
     if missing:
         raise IncompleteBuildError(f"{out} is incomplete: {missing[:5]} listed in its manifest are missing; "
