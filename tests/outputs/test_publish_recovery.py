@@ -17,6 +17,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from unigeo.cli import cli
 from unigeo.outputs import folder
+from unigeo.outputs.audit import audit
 from unigeo.outputs.folder import JOURNAL, MANIFEST, PREVIOUS, STAGING, publish, recover
 
 
@@ -84,7 +85,8 @@ def test_a_publish_killed_at_every_step_is_finished_by_recover(tiny_build: Path,
         out = root = str(tmp_path / "data")
     else:
         fs = FaultyMemory()
-        out, root = "memory://recovery/data", "/recovery/data"
+        root = f"/{tmp_path.name}/data"
+        out = f"memory://{root}"  # as fsspec spells the paths it finds there
     monkeypatch.setattr(folder, "_fs", lambda _out: (fs, root))
     earlier = {p.relative_to(tiny_build).as_posix(): p.read_bytes() for p in tiny_build.rglob("*") if p.is_file()}
     steps = 0
@@ -108,6 +110,8 @@ def test_a_publish_killed_at_every_step_is_finished_by_recover(tiny_build: Path,
         assert (said is not None) == killed, (steps, said)
         assert tree(fs, root) == staged, f"killed at call {steps}"
         assert not fs.exists(f"{root}/{JOURNAL}") and not fs.exists(f"{root}/{PREVIOUS}")
+        result = audit(out)
+        assert result["ok"], (steps, result["violations"])
         if not killed:
             break
         steps += 1
@@ -200,8 +204,6 @@ def store(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[A
 def test_a_versioned_publish_killed_at_every_step_ends_with_the_new_build(
         tiny_build: Path, tiny_build_compact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
         earlier: str) -> None:
-    from unigeo.outputs.audit import audit
-
     fs, out, root = store(kind, tmp_path, monkeypatch)
     steps = 0
     while True:
@@ -228,12 +230,12 @@ def test_a_versioned_publish_killed_at_every_step_ends_with_the_new_build(
             assert NEW in said or "removed" in said, said
         # one build: the new one, published, and nothing of the earlier one left
         assert tree(fs, root) == {**staged, MANIFEST: staged[f"{folder.BUILDS}/{NEW}/{MANIFEST}"]}, steps
+        result = audit(out)
+        assert result["ok"], (steps, result["violations"])
         if not killed:
             break
         steps += 1
     assert steps >= 2  # the pointer write, then each deletion of the earlier build
-    result = audit(out)
-    assert result["ok"], result["violations"]
     assert result["build"] == {"layout": "versioned", "files": f"{folder.BUILDS}/{NEW}", "unfinished": []}
 
 
