@@ -349,3 +349,14 @@ def test_a_versioned_build_replaces_an_in_place_one_and_readers_follow_its_prefi
     # back to in place: the versioned builds go once the new one is in
     assert CliRunner().invoke(cli, args[:-2]).exit_code == 0
     assert not (out / folder.BUILDS).exists() and files(out / "shards") == files(tiny_build / "shards")
+
+
+@pytest.mark.parametrize("layout", ["in-place", "versioned"])
+def test_abandon_removes_only_the_failed_build(tiny_build: Path, tmp_path: Path, layout: str) -> None:
+    out = tmp_path / "data"
+    shutil.copytree(tiny_build, out)
+    staging = folder.start(str(out), layout)
+    (Path(staging) / "shards").mkdir(parents=True)
+    (Path(staging) / "shards" / "part.tar").write_bytes(b"half a shard")
+    folder.abandon(str(out), staging)
+    assert files(out) == files(tiny_build) and not Path(staging).exists()

@@ -184,7 +184,8 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
         raise click.ClickException(f"build failed: {message[:2000]}\n{data_plane_hint(message, ctx.args)}{out} holds "
                                    "its earlier build as it was, if it had one (-v shows the traceback)") from e
     click.echo(format_summary(manifest))
-    click.echo(f"manifest: {out.rstrip('/')}/manifest.json")
+    click.echo(f"manifest: {out.rstrip('/')}/manifest.json"
+               + (f" (files in {join(out, manifest['prefix'])})" if manifest.get("prefix") else ""))
     share = reject_share(manifest)
     if share > opts.max_reject_fraction:
         c = manifest["counts"]["overall"]

@@ -216,7 +216,7 @@ def prefix_of(out: str, staging: str) -> str:
 def abandon(out: str, staging: str | None = None) -> None:
     """Delete the staging folder (or prefix) of a failed build; the earlier build stays as it was."""
     fs, root = _fs(out)
-    _remove(fs, f"{root}/{prefix_of(out, staging) if staging else STAGING}")
+    _remove(fs, f"{root}/{prefix_of(out, staging) or STAGING if staging else STAGING}")
 
 
 def _journal(fs: Any, root: str, step: str) -> None:
