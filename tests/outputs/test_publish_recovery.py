@@ -57,6 +57,20 @@ class FaultyMemory(Faulty, MemoryFileSystem):
     pass
 
 
+def publish_killed_at(call: int, out: str, staging: str | None = None) -> tuple[bool, str | None]:
+    """Publish, dying at the filesystem's changing call number ``call``, then recover as the next build or
+    audit would; returns whether the publish was killed and what recovery said."""
+    Faulty.kill_at, Faulty.calls = call, 0
+    try:
+        publish(out, staging)
+    except Killed:
+        killed = True
+    else:
+        killed = False
+    Faulty.kill_at = -1
+    return killed, recover(out)
+
+
 def tree(fs: Any, root: str) -> dict[str, bytes]:
     return {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
 
@@ -76,11 +90,9 @@ def setup(fs: Any, root: str, earlier: Path, staged: Path) -> dict[str, bytes]:
     return tree(fs, f"{root}/{STAGING}")
 
 
-@pytest.mark.parametrize("store", ["local", "memory"])
-def test_a_publish_killed_at_every_step_is_finished_by_recover(tiny_build: Path, tiny_build_compact: Path,
-                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              store: str) -> None:
-    if store == "local":
+def store(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str, str]:
+    """A faulty filesystem that ``folder`` uses, the ``--out`` a user gives, and its root on that filesystem."""
+    if kind == "local":
         fs: Any = FaultyLocal(auto_mkdir=True)
         out = root = str(tmp_path / "data")
     else:
@@ -88,20 +100,20 @@ def test_a_publish_killed_at_every_step_is_finished_by_recover(tiny_build: Path,
         root = f"/{tmp_path.name}/data"
         out = f"memory://{root}"  # as fsspec spells the paths it finds there
     monkeypatch.setattr(folder, "_fs", lambda _out: (fs, root))
+    return fs, out, root
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_a_publish_killed_at_every_step_is_finished_by_recover(tiny_build: Path, tiny_build_compact: Path,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              kind: str) -> None:
+    fs, out, root = store(kind, tmp_path, monkeypatch)
     earlier = {p.relative_to(tiny_build).as_posix(): p.read_bytes() for p in tiny_build.rglob("*") if p.is_file()}
     steps = 0
     while True:
         Faulty.kill_at, Faulty.calls = -1, 0
         staged = setup(fs, root, tiny_build, tiny_build_compact)
-        Faulty.kill_at, Faulty.calls = steps, 0
-        try:
-            publish(out)
-        except Killed:
-            killed = True
-        else:
-            killed = False
-        Faulty.kill_at = -1
-        said = recover(out)
+        killed, said = publish_killed_at(steps, out)
         if steps == 0:  # killed before the journal: the publish never began, the earlier build stands
             assert said is None
             assert {k: v for k, v in tree(fs, root).items() if not k.startswith(STAGING)} == earlier
@@ -186,19 +198,6 @@ def versioned(fs: Any, src: Path, root: str, build_id: str) -> dict[str, bytes]:
     return {f"{prefix}/{k}": v for k, v in tree(fs, f"{root}/{prefix}").items()}
 
 
-def store(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str, str]:
-    """A faulty filesystem that ``folder`` uses, the ``--out`` a user gives, and its root on that filesystem."""
-    if kind == "local":
-        fs: Any = FaultyLocal(auto_mkdir=True)
-        out = root = str(tmp_path / "data")
-    else:
-        fs = FaultyMemory()
-        root = f"/{tmp_path.name}/data"
-        out = f"memory://{root}"  # as fsspec spells the paths it finds there
-    monkeypatch.setattr(folder, "_fs", lambda _out: (fs, root))
-    return fs, out, root
-
-
 @pytest.mark.parametrize("earlier", ["in-place", "versioned"])
 @pytest.mark.parametrize("kind", ["local", "memory"])
 def test_a_versioned_publish_killed_at_every_step_ends_with_the_new_build(
@@ -216,15 +215,7 @@ def test_a_versioned_publish_killed_at_every_step_ends_with_the_new_build(
             versioned(fs, tiny_build, root, OLD)
             fs.pipe_file(f"{root}/{MANIFEST}", fs.cat_file(f"{root}/{folder.BUILDS}/{OLD}/{MANIFEST}"))
         staged = versioned(fs, tiny_build_compact, root, NEW)
-        Faulty.kill_at, Faulty.calls = steps, 0
-        try:
-            publish(out, f"{out}/{folder.BUILDS}/{NEW}")
-        except Killed:
-            killed = True
-        else:
-            killed = False
-        Faulty.kill_at = -1
-        said = recover(out)
+        killed, said = publish_killed_at(steps, out, f"{out}/{folder.BUILDS}/{NEW}")
         assert (said is not None) == killed, (steps, said)
         if killed:
             assert NEW in said or "removed" in said, said
