@@ -2,6 +2,8 @@
 
 In one process, on the training shards of a build (default: the tiny world, built once and cached):
   decode, 1 core      raw tar samples in memory -> arrays (decode + augment + tokenise), no loader;
+  decode, cached      the same from the second epoch on, with the decode cache that ``unigeo train``
+                      keeps when it runs without dataloader workers (``--decode-cache-mb``);
   loader, N workers   ``rank_batches`` from disk with the default dataloader workers, no model;
   train step          forward + backward + AdamW step of the default model on batches held in memory;
   train, end to end   the loader feeding the model, as ``unigeo train`` runs.
@@ -44,11 +46,12 @@ def tiny_build(cache: str) -> str:
     data = os.path.join(cache, "data")
     if not os.path.exists(os.path.join(data, "manifest.json")):
         from unigeo.cli.build import run_build
-        from unigeo.pipeline.options import BuildOptions
+        from unigeo.pipeline.options import BuildOptions, ImageryOptions
         from unigeo.synth.world import write_world
 
         write_world(os.path.join(cache, "world"), size="tiny", seed=0, faults=False)
-        run_build(os.path.join(cache, "world", "sources.yaml"), data, BuildOptions(crops_per_pano=2), [])
+        opts = BuildOptions(imagery=ImageryOptions(crops_per_pano=2))
+        run_build(os.path.join(cache, "world", "sources.yaml"), data, opts, [])
     return data
 
 
@@ -74,6 +77,13 @@ def main(argv: list[str]) -> None:
     t = time.perf_counter()
     decoded = [decoder(r) for r in itertools.islice(itertools.cycle(raw), n_samples)]
     decode_rate = len(decoded) / (time.perf_counter() - t)
+    cached = Decoder(spec, tok, cache_mb=1024)
+    for r in raw:  # the first epoch fills the cache
+        cached(r)
+    cached.epoch = 1
+    t = time.perf_counter()
+    decoded = [cached(r) for r in itertools.islice(itertools.cycle(raw), n_samples)]
+    cached_rate = len(decoded) / (time.perf_counter() - t)
 
     def loader_batches():  # type: ignore[no-untyped-def]
         epoch = 0
@@ -111,6 +121,8 @@ def main(argv: list[str]) -> None:
         "workers": args.workers, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "decode_samples_per_s_1core": round(decode_rate, 1),
+        "decode_cached_samples_per_s_1core": round(cached_rate, 1),
+        "cached_over_decode": round(cached_rate / decode_rate, 1),
         "loader_samples_per_s": round(loader_rate, 1),
         "train_step_samples_per_s": round(step_rate, 1),
         "train_end_to_end_samples_per_s": round(e2e_rate, 1),

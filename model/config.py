@@ -72,6 +72,10 @@ class TrainConfig:
                                       "the metro (build --train-shard-order mixed), so a small buffer already "
                                       "mixes batches; with S2-ordered shards it gives batches of nearby places.",
                                  min=1)
+    decode_cache_mb: int = option(1024, "Memory for decoded inputs (resized images, DSM grids, token ids) kept from "
+                                        "one epoch to the next where samples decode in the training process "
+                                        "(--workers 0, as on a 2-core CPU): there decoding is most of an epoch. "
+                                        "0: decode every epoch.", min=0)
     log_every: int = 10
     resume: bool = option(False, "Continue the run in RUN from its last checkpoint, with its saved configuration "
                                  "(a flag given with another value is an error; a larger --epochs extends it).")

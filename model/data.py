@@ -36,7 +36,7 @@ from webdataset import tariterators
 from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
 from unigeo.core.sample import JSON, TEST, TEXT, TRAIN, SampleMeta
-from unigeo.model.modalities import REGISTRY, DecodeContext
+from unigeo.model.modalities import REGISTRY, DecodeCache, DecodeContext
 
 BAD_SAMPLE = "__bad_sample__"  # an item that stands for a read error in a dataloader worker
 DSM_SCALE_M = 20.0  # heights above ground are divided by this before the encoder
@@ -236,9 +236,15 @@ class Decoder:
     """Raw sample -> dict of arrays, each modality of the registry decoding its members; picklable, so
     dataloader workers get a copy."""
 
-    def __init__(self, spec: DecodeSpec, tokenizer: Tokenizer | None, seed: int = 0) -> None:
+    def __init__(self, spec: DecodeSpec, tokenizer: Tokenizer | None, seed: int = 0, cache_mb: float = 0) -> None:
         self.spec, self.tokenizer, self.seed = spec, tokenizer, seed
         self.epoch = 0
+        self.cache_mb = cache_mb
+        self.cache = DecodeCache(int(cache_mb * 2**20)) if cache_mb > 0 else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A dataloader worker gets an empty cache: it lives one epoch, so it never keeps one.
+        return {**self.__dict__, "cache": None}
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
         where = f"sample {raw.get('__key__')} in shard {raw.get('__url__')}"
@@ -253,7 +259,7 @@ class Decoder:
             raise BadSampleError(f"{where}: its {JSON} member is not a sample's JSON ({_one_line(e)})") from None
         rng = np.random.default_rng([self.seed, self.epoch, key_hash(key)])
         dihedral = (int(rng.integers(4)), bool(rng.random() < 0.5)) if self.spec.augment else (0, False)
-        ctx = DecodeContext(raw, meta, self.spec, self.tokenizer, self.epoch, rng, dihedral)
+        ctx = DecodeContext(raw, meta, self.spec, self.tokenizer, self.epoch, rng, dihedral, self.cache)
         out: dict[str, Any] = {"key": key, "cell": cell}
         present = {}
         for name, modality in REGISTRY.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +29,30 @@ if TYPE_CHECKING:
     from unigeo.model.network import ModelConfig
 
 
+class DecodeCache:
+    """What a sample's members decode to before any randomness (a resized image, a DSM grid, token ids),
+    kept from one epoch to the next: on a CPU that trains with no dataloader worker, decoding is most of
+    an epoch. Holds up to ``max_bytes``, then keeps no more (the same samples stay cached every epoch).
+    Cached arrays are read-only; a decoder that changes one copies it first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self.items: dict[tuple[str, str], Any] = {}
+
+    def get(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
+        if key in self.items:
+            return self.items[key]
+        value = make()
+        arrays = [a for a in (value if isinstance(value, tuple) else (value,)) if isinstance(a, np.ndarray)]
+        size = sum(a.nbytes for a in arrays)
+        if self.nbytes + size <= self.max_bytes:
+            for a in arrays:
+                a.flags.writeable = False
+            self.items[key] = value
+            self.nbytes += size
+        return value
+
+
 @dataclass
 class DecodeContext:
     """What a modality's decoder may read: the sample's members and metadata, the decoding spec, the
@@ -41,6 +66,11 @@ class DecodeContext:
     epoch: int
     rng: np.random.Generator
     dihedral: tuple[int, bool]
+    cache: DecodeCache | None = None
+
+    def load(self, member: str, make: Callable[[], Any]) -> Any:
+        """``make()``: a decode of ``member`` that uses no randomness, from the cache where there is one."""
+        return make() if self.cache is None else self.cache.get((self.meta["key"], member), make)
 
 
 # decode(ctx) -> (arrays to put in the item, whether the sample has the modality)
@@ -111,7 +141,8 @@ def _decode_sv(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
     first = key_hash(ctx.meta["key"]) + ctx.epoch * spec.views
     for j in range(min(spec.views, len(crops))):
         box = random_box(ctx.rng, spec.crop_min_scale) if spec.augment else None
-        crop = rgb(ctx.raw[crops[(first + j) % len(crops)]], px, box)
+        member = crops[(first + j) % len(crops)]
+        crop = rgb(ctx.raw[member], px, box) if box else ctx.load(member, partial(rgb, ctx.raw[member], px))
         out[j] = crop[..., ::-1] if spec.augment and ctx.rng.random() < 0.5 else crop
         views[j] = True
     return {"sv": out, "sv_views": views}, bool(crops)
@@ -124,7 +155,7 @@ def _decode_aerial(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
     member = tile_member(ctx.raw, "aerial")
     if member is None:
         return {"aerial": np.zeros((3, px, px), np.uint8)}, False
-    return {"aerial": _dihedral(rgb(ctx.raw[member], px), *ctx.dihedral)}, True
+    return {"aerial": _dihedral(ctx.load(member, lambda: rgb(ctx.raw[member], px)), *ctx.dihedral)}, True
 
 
 def _decode_dsm(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
@@ -133,7 +164,8 @@ def _decode_dsm(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
     px = ctx.spec.dsm_px
     height, valid = np.zeros((px, px), np.float32), np.zeros((px, px), bool)
     member = tile_member(ctx.raw, "dsm")
-    decoded = dsm_height(decode_dsm(ctx.raw[member]), px) if member is not None else None
+    decoded = (ctx.load(member, lambda: dsm_height(decode_dsm(ctx.raw[member]), px)) if member is not None
+               else None)
     if decoded is not None:
         height, valid = _dihedral(decoded[0], *ctx.dihedral), _dihedral(decoded[1], *ctx.dihedral)
     return {"dsm": height[None], "dsm_valid": valid[None]}, decoded is not None
@@ -145,8 +177,13 @@ def _decode_text(ctx: DecodeContext) -> tuple[dict[str, Any], bool]:
     text = ctx.raw[TEXT].decode("utf-8").strip() if TEXT in ctx.raw else ""
     out: dict[str, Any] = {"text_str": text}
     if ctx.tokenizer is not None:
-        ids, mask = encode(ctx.tokenizer, [text], ctx.spec.text_len)
-        out["text"], out["text_mask"] = ids[0].numpy(), mask[0].numpy()
+        tokenizer = ctx.tokenizer
+
+        def tokens() -> tuple[np.ndarray, np.ndarray]:
+            ids, mask = encode(tokenizer, [text], ctx.spec.text_len)
+            return ids[0].numpy(), mask[0].numpy()
+
+        out["text"], out["text_mask"] = ctx.load(TEXT, tokens)
     return out, bool(text)
 
 

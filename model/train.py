@@ -279,8 +279,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, explicit: Collection[str] = 
     spec = DecodeSpec(image_px=model_cfg.image_px, dsm_px=model_cfg.dsm_px, text_len=model_cfg.text_len,
                       augment=True, views=cfg.views,
                       crop_min_scale=cfg.crop_min_scale)
-    stream = ShardStream(shards, Decoder(spec, tokenizer, cfg.seed), cfg.seed, d.rank, d.world_size,
-                         shuffle=True, shuffle_buffer=cfg.shuffle_buffer)
+    stream = ShardStream(shards, Decoder(spec, tokenizer, cfg.seed, cfg.decode_cache_mb), cfg.seed, d.rank,
+                         d.world_size, shuffle=True, shuffle_buffer=cfg.shuffle_buffer)
     jlog = JsonLog(os.path.join(cfg.out, LOG), d.main)
     if d.main:
         config = {"train": dataclasses.asdict(cfg), "model": model_cfg.to_json(), "world_size": d.world_size,

@@ -200,3 +200,33 @@ def test_a_random_square_of_the_crop_is_decoded_as_the_whole_image() -> None:
     assert len(areas) == 200 and min(areas) >= 0.3 and max(areas) <= 1.0 and np.std(areas) > 0.1
     assert all(0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in boxes if b is not None)
     assert random_box(rng, 1.0) is None
+
+
+def test_the_decode_cache_gives_the_same_items_every_epoch_and_stays_within_its_bound(tmp_path: Path) -> None:
+    import pickle
+
+    keys = write_split(tmp_path, sizes=(6,), crops=3, aerial_every=2)
+    shards = list_shards(str(tmp_path), "train")
+    raws = list(iter_raw(epoch_plan(shards, 0, 0)))
+    tok = train_tokenizer([r["txt"].decode() for r in raws], 64)
+    spec = DecodeSpec(image_px=16, dsm_px=16, text_len=12, augment=True, views=2)
+    plain, cached, small = Decoder(spec, tok, 3), Decoder(spec, tok, 3, cache_mb=8), Decoder(spec, tok, 3, 0.002)
+    for epoch in range(4):  # the views, mirrors and dihedral transforms change; the items stay equal
+        for dec in (plain, cached, small):
+            dec.epoch = epoch
+        for raw in raws:
+            want = plain(raw)
+            for got in (cached(raw), small(raw)):
+                assert want.keys() == got.keys()
+                for k, v in want.items():
+                    if isinstance(v, np.ndarray):
+                        assert v.dtype == got[k].dtype and np.array_equal(v, got[k]), (epoch, k)
+                    else:
+                        assert v == got[k], (epoch, k)
+    assert cached.cache is not None and small.cache is not None
+    # every member of every sample: 3 crops, the DSM, the text, and the aerial of every other sample
+    assert len(cached.cache.items) == len(keys) * 5 + len(keys) // 2
+    assert all(not a.flags.writeable for v in cached.cache.items.values()
+               for a in (v if isinstance(v, tuple) else (v,)) if isinstance(a, np.ndarray))
+    assert 0 < small.cache.nbytes <= 0.002 * 2**20 < cached.cache.nbytes  # the bound held: fewer kept
+    assert pickle.loads(pickle.dumps(cached)).cache is None  # a dataloader worker does not get a copy
