@@ -239,7 +239,6 @@ class Decoder:
     def __init__(self, spec: DecodeSpec, tokenizer: Tokenizer | None, seed: int = 0, cache_mb: float = 0) -> None:
         self.spec, self.tokenizer, self.seed = spec, tokenizer, seed
         self.epoch = 0
-        self.cache_mb = cache_mb
         self.cache = DecodeCache(int(cache_mb * 2**20)) if cache_mb > 0 else None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -193,13 +193,11 @@ def start(out: str, layout: str = "in-place") -> str:
         raise RuntimeError(f"{out} holds an unfinished publish: recover it first")
     _remove(fs, f"{root}/{STAGING}")
     _remove(fs, f"{root}/{PREVIOUS}")
-    current = published_prefix(fs, root)
-    kept = []
-    for build_id in _build_ids(fs, root):  # unfinished builds (a published or complete one is never newer)
-        if f"{BUILDS}/{build_id}" != current and not fs.exists(f"{root}/{BUILDS}/{build_id}/{MANIFEST}"):
-            _remove(fs, f"{root}/{BUILDS}/{build_id}")
-        else:
-            kept.append(build_id)
+    ids = _build_ids(fs, root)
+    unfinished = _unfinished(fs, root, ids)  # a published or complete build is never newer than these
+    for build_id in unfinished:
+        _remove(fs, f"{root}/{BUILDS}/{build_id}")
+    kept = [i for i in ids if i not in unfinished]
     if layout == "versioned":
         return join(out, f"{BUILDS}/{new_build_id(kept[-1] if kept else None)}")
     fs.makedirs(f"{root}/{STAGING}", exist_ok=True)
@@ -216,7 +214,8 @@ def prefix_of(out: str, staging: str) -> str:
 def abandon(out: str, staging: str | None = None) -> None:
     """Delete the staging folder (or prefix) of a failed build; the earlier build stays as it was."""
     fs, root = _fs(out)
-    _remove(fs, f"{root}/{prefix_of(out, staging) or STAGING if staging else STAGING}")
+    prefix = prefix_of(out, staging) if staging else ""
+    _remove(fs, f"{root}/{prefix or STAGING}")
 
 
 def _journal(fs: Any, root: str, step: str) -> None:
@@ -289,12 +288,11 @@ def _clean_versioned(fs: Any, root: str, prefix: str) -> int:
     """Delete what the published build at ``prefix`` replaced: older prefixes and an in-place build's
     entries; returns how many builds went."""
     current = prefix.rsplit("/", 1)[-1]
-    gone = 0
     _remove(fs, f"{root}/{POINTER_TMP}")
-    if any(fs.exists(f"{root}/{name}") for name in (*ENTRIES[:-1], STAGING, PREVIOUS)):
-        for name in (*ENTRIES[:-1], STAGING, PREVIOUS):
-            _remove(fs, f"{root}/{name}")
-        gone += 1
+    in_place = [f"{root}/{name}" for name in (*ENTRIES[:-1], STAGING, PREVIOUS) if fs.exists(f"{root}/{name}")]
+    for path in in_place:
+        fs.rm(path, recursive=True)
+    gone = 1 if in_place else 0
     for build_id in _build_ids(fs, root):
         if build_id < current:
             _remove(fs, f"{root}/{BUILDS}/{build_id}")
@@ -350,12 +348,17 @@ def _recover_versioned(out: str, fs: Any, root: str) -> str | None:
     return f"{out}: {'; '.join(done)}" if done else None
 
 
+def _unfinished(fs: Any, root: str, ids: list[str]) -> list[str]:
+    """Of the build ids ``ids``, those not published and without their manifest (running, or killed before
+    they finished)."""
+    current = published_prefix(fs, root)
+    return [i for i in ids if f"{BUILDS}/{i}" != current and not fs.exists(f"{root}/{BUILDS}/{i}/{MANIFEST}")]
+
+
 def unfinished_builds(out: str) -> list[str]:
     """Prefixes of builds that have not published (running, or killed before they finished), oldest first."""
     fs, root = _fs(out)
-    current = published_prefix(fs, root)
-    return [f"{BUILDS}/{i}" for i in _build_ids(fs, root)
-            if f"{BUILDS}/{i}" != current and not fs.exists(f"{root}/{BUILDS}/{i}/{MANIFEST}")]
+    return [f"{BUILDS}/{i}" for i in _unfinished(fs, root, _build_ids(fs, root))]
 
 
 def _recover_in_place(out: str, fs: Any, root: str) -> str | None:
