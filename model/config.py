@@ -14,6 +14,7 @@ from unigeo.core.options import check_ranges, option
 COORDS_KINDS = ("multiscale", "rff", "mlp")
 DEFAULT_SIGMAS = (2.0**0, 2.0**4, 2.0**8, 2.0**12, 2.0**14, 2.0**16)
 IMAGE_TOWERS = ("scratch", "colour", "efficientnet-lite0", "siglip:DIR")
+SV_TOWERS = ("auto", "histogram", "image")
 TEXT_TOWERS = ("scratch", "minilm", "siglip:DIR")
 
 
@@ -49,7 +50,7 @@ class TrainConfig:
 
     data: str
     out: str
-    epochs: int = option(20, "Epochs of the schedule.", min=1)
+    epochs: int = option(60, "Epochs of the schedule.", min=1)
     stop_after: int = option(0, "Stop after this many epochs in total (the schedule still spans --epochs); "
                                 "--resume later.", min=0)
     batch_size: int = option(256, "Samples per step on each process (under torchrun every process's samples "
@@ -124,6 +125,10 @@ class ModelConfig:
                                          "that MLP alone, ImageNet EfficientNet-Lite0 (weights from the train "
                                          "extra), or the SigLIP vision tower saved in the local folder DIR "
                                          "(siglip extra).")
+    sv_tower: str = option("auto", "Street-view encoder: auto|histogram|image: a linear map of the crop's colour "
+                                   "histogram (no layout for the tower to memorise: the build's crops are a "
+                                   "fixed set), the --image-tower's encoder, or auto: histogram with the scratch "
+                                   "image tower, the image tower otherwise.", choices=SV_TOWERS)
     text_tower: str = option("scratch", "Description encoder: scratch|minilm|siglip:DIR: a small transformer from "
                                         "scratch, all-MiniLM-L6-v2 (minilm extra), or the SigLIP text tower saved "
                                         "in DIR with its tokenizer.json (siglip extra).")
@@ -142,6 +147,12 @@ class ModelConfig:
         check_tower("text", self.text_tower, TEXT_TOWERS)
         check_ranges(self)
 
+    def street_view_tower(self) -> str:
+        """What encodes street view: ``histogram`` or the image tower's kind."""
+        if self.sv_tower == "histogram" or (self.sv_tower == "auto" and self.image_tower == "scratch"):
+            return "histogram"
+        return self.image_tower
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -150,5 +161,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         if d.get("image_backbone") == "siglip":  # configs written before the tower options
             d = {**d, "image_tower": f"siglip:{d.get('siglip_path', '')}"}
+        if "sv_tower" not in d:  # configs written before street view had a tower of its own
+            d = {**d, "sv_tower": "image"}
         kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
         return cls(**kw)

@@ -197,6 +197,15 @@ def _image_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     return image_encoder(cfg)
 
 
+def _sv_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    from unigeo.model.encoders import HistogramEncoder
+
+    if cfg.street_view_tower() == "histogram":
+        enc = HistogramEncoder()
+        return enc, enc.out_dim
+    return _image_encoder(cfg)
+
+
 def _dsm_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     from unigeo.model.encoders import DSMEncoder
 
@@ -218,7 +227,7 @@ def _coords_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     return enc, cfg.dim
 
 
-register(Modality("sv", _decode_sv, ("sv",), _image_encoder, views="sv_views", extra_keys=("sv_members",),
+register(Modality("sv", _decode_sv, ("sv",), _sv_encoder, views="sv_views", extra_keys=("sv_members",),
                   member="sv.jpg"))
 register(Modality("aerial", _decode_aerial, ("aerial",), _image_encoder, member="aerial.png"))
 register(Modality("dsm", _decode_dsm, ("dsm", "dsm_valid"), _dsm_encoder, member="dsm.npy"))

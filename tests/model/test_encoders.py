@@ -1,11 +1,11 @@
-"""The image encoder sees an image's absolute colour (the cue shared by a facade and its roof): two
+"""The image encoders see an image's absolute colour (the cue shared by a facade and its roof): two
 images that differ only by a colour shift get different embeddings, from the CNN path alone too."""
 
 from __future__ import annotations
 
 import torch
 
-from unigeo.model.encoders import ImageEncoder, colour_histogram
+from unigeo.model.encoders import HistogramEncoder, ImageEncoder, colour_histogram
 
 
 def test_colour_histogram_counts_pixels_per_joint_rgb_bin() -> None:
@@ -28,3 +28,34 @@ def test_a_colour_shift_changes_the_embedding() -> None:
         with torch.no_grad():
             a, b = enc(base), enc(shifted)
         assert (a - b).abs().max() > 1e-2, f"colour_bins={bins}"
+
+
+def test_the_histogram_tower_sees_colours_not_where_they_are() -> None:
+    """Street view's default tower: the same pixels in another order embed the same (no layout to
+    memorise), other colours do not."""
+    torch.manual_seed(0)
+    enc = HistogramEncoder().eval()
+    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    shuffled = img.flatten(2)[:, :, torch.randperm(32 * 32)].view_as(img)
+    recoloured = img.clone()
+    recoloured[:, 2] //= 3  # less blue
+    with torch.no_grad():
+        a, b, c = enc(img), enc(shuffled), enc(recoloured)
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-2
+
+
+def test_street_view_takes_the_histogram_tower_with_the_scratch_image_tower_only() -> None:
+    from unigeo.model.config import ModelConfig
+    from unigeo.model.modalities import REGISTRY
+
+    def sv_encoder(**kw: object) -> torch.nn.Module:
+        return REGISTRY["sv"].encoder(ModelConfig(**kw))[0]  # type: ignore[arg-type]
+
+    assert isinstance(sv_encoder(), HistogramEncoder)
+    assert isinstance(sv_encoder(sv_tower="image"), ImageEncoder)
+    assert isinstance(sv_encoder(image_tower="colour"), ImageEncoder)
+    assert isinstance(sv_encoder(image_tower="colour", sv_tower="histogram"), HistogramEncoder)
+    # A configuration saved before street view had a tower of its own loads with the tower it trained.
+    old = {k: v for k, v in ModelConfig().to_json().items() if k != "sv_tower"}
+    assert ModelConfig.from_json(old).street_view_tower() == "scratch"
