@@ -287,9 +287,46 @@ def _map(job: _PanoJob, plans: list[PanoPlan], workers: int) -> Iterator[dict[st
         _JOB = None
 
 
+def world_files() -> tuple[str, ...]:
+    """The names a synthetic world writes in its folder (``panos`` is a folder)."""
+    return ("sources.yaml", "world.json", "boundary.geojson", "buildings.geojson", "pois.geojson",
+            "Helsinki.osm.pbf", "panos.parquet", "panos", *(f"aerial_{y}.tif" for y in AERIAL_YEARS),
+            f"dsm_{DSM_YEAR}.tif")
+
+
+def clear_world(out_dir: str, overwrite: bool = False) -> list[str]:
+    """Make ``out_dir`` ready for a new world: the files of a world written there before are removed, so
+    that two worlds never mix (an old world's panoramas beside a new index). A folder that holds anything
+    else is refused (``ConfigError``) unless ``overwrite``; then those other entries stay as they are.
+
+    Returns:
+        The world files removed.
+    """
+    if not os.path.isdir(out_dir):
+        if os.path.exists(out_dir):
+            raise ConfigError(f"{out_dir} is a file, not a folder")
+        return []
+    owned = set(world_files())
+    entries = sorted(os.listdir(out_dir))
+    other = [e for e in entries if e not in owned and not (e.endswith(".aux.xml") and e[:-8] in owned)]
+    if other and not overwrite:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(f"{out_dir} is not empty and is not a synthetic world: it holds {shown}. Choose an "
+                          "empty or new folder, or give --overwrite to write the world's files into it anyway "
+                          "(the other entries are left as they are)")
+    removed = [e for e in entries if e not in other]
+    for e in removed:
+        path = os.path.join(out_dir, e)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    return removed
+
+
 def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "procedural",
                 faults: bool = True, pano_width: int | None = None, workers: int | None = None,
-                progress: Callable[[str], None] = log.info) -> dict[str, Any]:
+                progress: Callable[[str], None] = log.info, overwrite: bool = False) -> dict[str, Any]:
     """Generate a synthetic world into ``out_dir``.
 
     Args:
@@ -303,6 +340,7 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
         pano_width: panorama width override (e.g. 8192 for benchmarks); height is half.
         workers: processes rendering panoramas (default: all cores). Output does not depend on it.
         progress: receives one line per stage.
+        overwrite: write into a folder that holds other things than a synthetic world (``clear_world``).
 
     Returns:
         The content written to ``world.json``.
@@ -314,6 +352,9 @@ def write_world(out_dir: str, size: str = "tiny", seed: int = 0, world: str = "p
     if width < 64 or width % 2:
         raise ConfigError(f"pano width must be an even number >= 64, got {width}")
     workers = workers or os.cpu_count() or 1
+    removed = clear_world(out_dir, overwrite)
+    if removed:
+        progress(f"replacing the synthetic world in {out_dir} ({len(removed)} entries removed)")
     os.makedirs(os.path.join(out_dir, "panos"), exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

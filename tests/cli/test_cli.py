@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -62,7 +64,37 @@ def test_synth_rejects_bad_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--size", "huge"])
     assert result.exit_code == 2 and "huge" in result.output
     result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--pano-width", "101"])
-    assert result.exit_code == 1 and "even number" in result.output
+    assert result.exit_code == 2 and "even number" in result.output
+
+
+def test_synth_refuses_a_folder_that_holds_other_things(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--size", "tiny"])
+    assert result.exit_code == 2, result.output
+    assert "is not a synthetic world" in result.output and "data, notes.txt" in result.output
+    assert "--overwrite" in result.output and "Traceback" not in result.output
+    assert sorted(os.listdir(tmp_path)) == ["data", "notes.txt"]
+
+
+@pytest.mark.slow
+def test_synth_replaces_the_world_it_wrote_and_overwrites_only_when_told(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+
+    def synth(*extra: str) -> None:
+        result = CliRunner().invoke(cli, ["synth", "--out", str(out), "--size", "tiny", "--pano-width", "128",
+                                          "--no-faults", "-q", *extra])
+        assert result.exit_code == 0, result.output
+
+    synth("--seed", "1")
+    first = set(os.listdir(out / "panos"))
+    synth("--seed", "2")  # a world written there before: replaced, never mixed
+    index = pd.read_parquet(out / "panos.parquet")
+    on_disk = {f"panos/{name}" for name in os.listdir(out / "panos")}
+    assert on_disk == set(index["uri"]) and on_disk.isdisjoint(f"panos/{n}" for n in first)
+    (out / "notes.txt").write_text("mine")
+    synth("--seed", "3", "--overwrite")
+    assert (out / "notes.txt").read_text() == "mine" and json.loads((out / "world.json").read_text())["seed"] == 3
 
 
 @pytest.mark.slow

@@ -9,19 +9,22 @@ import os
 import click
 
 from unigeo.cli.options import seed_option, synth_size_option, verbosity
-from unigeo.core.errors import UniGeoError
+from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.sources.inventory import format_inventory, inventory
 from unigeo.synth.world import WORLDS, write_world
 
 
-def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None) -> dict:
+def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None,
+              overwrite: bool = False) -> dict:
     """Generate the world, then read it back through the source readers and print what is there."""
     log = logging.getLogger("unigeo.synth")
     log.info("writing the %s %s world to %s", size, world, out)
     try:
         summary = write_world(out, size=size, seed=seed, world=world, faults=faults, pano_width=pano_width,
-                              progress=log.info)
+                              progress=log.info, overwrite=overwrite)
         click.echo(format_inventory(inventory(os.path.join(out, "sources.yaml"))))
+    except ConfigError as e:  # a refused --out, a bad option: usage errors, exit 2
+        raise click.UsageError(str(e)) from e
     except UniGeoError as e:
         raise click.ClickException(str(e)) from e
     return summary
@@ -37,10 +40,14 @@ def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_wid
               help="Add realistic bad rows to the panorama index (listed in world.json).")
 @click.option("--pano-width", type=click.IntRange(min=64), default=None,
               help="Panorama width in pixels (default: 1024 tiny, 2048 small, 1024 medium; 8192 for benchmarks).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into an OUT that holds other things than a synthetic world (they are left as they are). "
+                   "A world written there before is always replaced, never mixed with the new one.")
 @click.option("--json", "as_json", is_flag=True, help="Also print world.json.")
 @verbosity
-def synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None, as_json: bool) -> None:
+def synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None, overwrite: bool,
+          as_json: bool) -> None:
     """Write a synthetic metro in real file formats, and OUT/sources.yaml to build it."""
-    summary = run_synth(out, size, seed, world, faults, pano_width)
+    summary = run_synth(out, size, seed, world, faults, pano_width, overwrite)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
