@@ -62,6 +62,14 @@ def test_an_output_folder_holding_an_input_is_refused(tiny_world: Path, tmp_path
     assert snapshot(tmp_path / "top") == before
 
 
+@pytest.mark.parametrize("inside", ["data", "runs/data"])
+def test_an_output_folder_inside_the_inputs_folder_is_refused(tiny_world: Path, tmp_path: Path, inside: str) -> None:
+    world = copy_world(tiny_world, tmp_path / "world")
+    before = snapshot(world)
+    refused(build(world, world / inside), "lies inside", "the folder of the input")
+    assert snapshot(world) == before
+
+
 def test_a_rebuild_replaces_the_earlier_build_and_nothing_else_remains(earlier: Path, tiny_world: Path) -> None:
     first = json.loads((earlier / "manifest.json").read_text())
     r = build(tiny_world, earlier, "--max-panos", "1", "--shard-max-samples", "2")

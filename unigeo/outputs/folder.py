@@ -120,19 +120,38 @@ def check_not_a_file(out: str) -> None:
         raise ConfigError(f"--out {out} is a file; give a folder (new, or one a previous build wrote)")
 
 
-def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = True) -> None:
+def _parent(path: str) -> str:
+    """The folder that holds ``path`` (a URL's prefix up to its last slash)."""
+    if is_url(path):  # a bucket's root is no input folder: a build may write anywhere else in the bucket
+        head = path.rstrip("/").rpartition("/")[0]
+        return head if "/" in head.partition("://")[2] else ""
+    return os.path.dirname(os.path.abspath(path))
+
+
+def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = True, config_first: bool = True) -> None:
     """Refuse an output folder a build must not write into; changes nothing.
 
+    Args:
+        inputs: every input file, the config first when ``config_first`` (the config's own folder may
+            hold the output: a project folder with ``sources.yaml`` and the build beside it).
+
     Raises:
-        ConfigError: ``out`` is a file; it holds an input; it holds files but no UniGeo manifest; or it
+        ConfigError: ``out`` is a file; it holds an input; it lies inside a folder that holds an input
+            file (a world folder with the build inside); it holds files but no UniGeo manifest; or it
             holds files a build does not write (up to ten are named). ``list_remote=False`` skips
             listing a URL folder (a dry run checks everything it can offline).
     """
     check_not_a_file(out)
+    inputs = list(inputs)
     for path in inputs:
         if _inside(path, out):
             raise ConfigError(f"--out {out} holds the input {path}; a build must not write where its inputs are "
                               "(give a new folder, e.g. next to the inputs)")
+    for path in inputs[1:] if config_first else inputs:
+        parent = _parent(path)
+        if parent and _inside(out, parent):
+            raise ConfigError(f"--out {out} lies inside {parent}, the folder of the input {path}; a build must not "
+                              "write among its inputs (give a folder outside it, e.g. next to it)")
     if is_url(out) and not list_remote:
         return
     found = listing(out)
