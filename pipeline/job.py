@@ -65,10 +65,10 @@ class BuildInputs:
     pois: PoiTable | None
 
     @property
-    def paths(self) -> list[str]:
+    def data_paths(self) -> list[str]:
         """Every input file the config names (not the panorama images themselves)."""
         c = self.config
-        return [c.path, c.panoramas, *(m.boundary for m in c.metros), *(r.path for r in c.aerial),
+        return [c.panoramas, *(m.boundary for m in c.metros), *(r.path for r in c.aerial),
                 *(r.path for r in c.dsm), *([c.pois] if c.pois else [])]
 
 

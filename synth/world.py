@@ -50,6 +50,10 @@ AERIAL_GSD_M = 0.3
 AERIAL_CRS = "EPSG:3857"
 AERIAL_YEARS = (2021, 2023)
 DSM_YEAR = 2020
+# The names a synthetic world writes in its folder (``panos`` is a folder).
+WORLD_FILES = frozenset({"sources.yaml", "world.json", "boundary.geojson", "buildings.geojson", "pois.geojson",
+                         "Helsinki.osm.pbf", "panos.parquet", "panos", *(f"aerial_{y}.tif" for y in AERIAL_YEARS),
+                         f"dsm_{DSM_YEAR}.tif"})
 DSM_NODATA = -9999.0
 # Capture years and how often they occur: train years, the 2023 holdout, and out-of-range years.
 YEAR_WEIGHTS = {2015: 0.04, 2016: 0.05, 2017: 0.09, 2018: 0.09, 2019: 0.09, 2020: 0.09, 2021: 0.09,
@@ -287,13 +291,6 @@ def _map(job: _PanoJob, plans: list[PanoPlan], workers: int) -> Iterator[dict[st
         _JOB = None
 
 
-def world_files() -> tuple[str, ...]:
-    """The names a synthetic world writes in its folder (``panos`` is a folder)."""
-    return ("sources.yaml", "world.json", "boundary.geojson", "buildings.geojson", "pois.geojson",
-            "Helsinki.osm.pbf", "panos.parquet", "panos", *(f"aerial_{y}.tif" for y in AERIAL_YEARS),
-            f"dsm_{DSM_YEAR}.tif")
-
-
 def clear_world(out_dir: str, overwrite: bool = False) -> list[str]:
     """Make ``out_dir`` ready for a new world: the files of a world written there before are removed, so
     that two worlds never mix (an old world's panoramas beside a new index). A folder that holds anything
@@ -306,7 +303,7 @@ def clear_world(out_dir: str, overwrite: bool = False) -> list[str]:
         if os.path.exists(out_dir):
             raise ConfigError(f"{out_dir} is a file, not a folder")
         return []
-    owned = set(world_files())
+    owned = WORLD_FILES
     entries = sorted(os.listdir(out_dir))
     other = [e for e in entries if e not in owned and not (e.endswith(".aux.xml") and e[:-8] in owned)]
     if other and not overwrite:

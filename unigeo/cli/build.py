@@ -76,7 +76,7 @@ def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]
     folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
     check_covering(inputs.metros, opts.level, opts.max_cells)
-    folder.check_output_folder(out, inputs.paths, list_remote=False)
+    folder.check_output_folder(out, inputs.config.path, inputs.data_paths, list_remote=False)
     layout = folder.layout_for(out, opts.layout)
     target = join(out, f"{folder.BUILDS}/{folder.new_build_id()}") if layout == "versioned" else join(
         out, folder.STAGING)
@@ -105,7 +105,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     recovered = folder.recover(out)
     if recovered:
         log.warning("%s", recovered)
-    folder.check_output_folder(out, inputs.paths)
+    folder.check_output_folder(out, inputs.config.path, inputs.data_paths)
     staging = folder.start(out, folder.layout_for(out, opts.layout))
     try:
         found, run = run_job(inputs, staging, opts, beam_args)

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import fsspec
@@ -128,26 +128,25 @@ def _parent(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def check_output_folder(out: str, inputs: Iterable[str], list_remote: bool = True, config_first: bool = True) -> None:
+def check_output_folder(out: str, config: str, data: Sequence[str], list_remote: bool = True) -> None:
     """Refuse an output folder a build must not write into; changes nothing.
 
     Args:
-        inputs: every input file, the config first when ``config_first`` (the config's own folder may
-            hold the output: a project folder with ``sources.yaml`` and the build beside it).
+        config, data: the config file and every input file it names. The config's own folder may hold the
+            output (a project folder with ``sources.yaml`` and the build beside it); a data file's may not.
 
     Raises:
         ConfigError: ``out`` is a file; it holds an input; it lies inside a folder that holds an input
-            file (a world folder with the build inside); it holds files but no UniGeo manifest; or it
+            data file (a world folder with the build inside); it holds files but no UniGeo manifest; or it
             holds files a build does not write (up to ten are named). ``list_remote=False`` skips
             listing a URL folder (a dry run checks everything it can offline).
     """
     check_not_a_file(out)
-    inputs = list(inputs)
-    for path in inputs:
+    for path in (config, *data):
         if _inside(path, out):
             raise ConfigError(f"--out {out} holds the input {path}; a build must not write where its inputs are "
                               "(give a new folder, e.g. next to the inputs)")
-    for path in inputs[1:] if config_first else inputs:
+    for path in data:
         parent = _parent(path)
         if parent and _inside(out, parent):
             raise ConfigError(f"--out {out} lies inside {parent}, the folder of the input {path}; a build must not "
