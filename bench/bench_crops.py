@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import glob
 import io
-import json
 import os
 import resource
 import sys
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bench.record import save
 from unigeo.pipeline import crops
 from unigeo.pipeline.crops import crop_map, crop_params, decode, draft_scale, encode_jpeg, remap_numpy, render_crops
 from unigeo.synth.world import write_world
@@ -141,11 +141,11 @@ def main(argv: list[str]) -> None:
             "draft_scales": sorted({draft_scale(width, p, args.size) for _, _, p in items}),
             "rates_per_s_per_core": {k: round(v, 2) for k, v in rates.items()},
             "ours_vs": {k: round(r / v, 3) for k, v in rates.items() if k != "ours"}}
-    print(json.dumps({
+    save("bench_crops", {
         "crops": args.panos * args.seeds, "panoramas": args.panos, "pano_size": f"{width}x{width // 2}",
         "crop_px": args.size, "region_decode": region, **results,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }, indent=2))
+    })
 
 
 if __name__ == "__main__":

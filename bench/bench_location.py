@@ -15,7 +15,6 @@ Usage: python -m bench.bench_location [--rows 1000000] [--out /tmp/unigeo-bench]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from bench.record import save
 from unigeo.cli.build import run_build
 from unigeo.pipeline.cells import cell_token, cell_tokens, cover
 from unigeo.pipeline.fps import farthest_point_sample, first_index, local_metres
@@ -200,7 +200,7 @@ def main(argv: list[str]) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     report["peak_rss_mb"] = {"launcher": round(peak), "largest_child": round(peak_children)}
-    print(json.dumps(report, indent=2))
+    save("bench_location", report)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Usage: python -m bench.bench_modes [--repeats 3] [--cache /tmp/unigeo-bench-smal
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -33,6 +32,7 @@ import tempfile
 import time
 from typing import Any
 
+from bench.record import save
 from unigeo.cli.build import run_build
 from unigeo.pipeline import local
 from unigeo.pipeline.options import BuildOptions
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> None:
                                  "wall_vs_in_memory": round(wall / base, 3),
                                  "check_s": round(statistics.median(checks[mode]), 4),
                                  "check_share": round(statistics.median(checks[mode]) / wall, 5)}
-    print(json.dumps(report, indent=2))
+    save("bench_modes", report)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from bench.record import save
 from unigeo.cli.build import run_build
 from unigeo.core.build_files import read_cells, read_ledger, read_samples
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA
@@ -150,13 +151,13 @@ def main(argv: list[str]) -> None:
     report = build_report(out)
     report_s = time.perf_counter() - t
     page = os.path.getsize(os.path.join(out, "report", "index.html"))
-    print(json.dumps({
+    save("bench_report", {
         "metros": args.metros, "cells_rows": len(cells), "samples_rows": len(samples), "ledger_rows": len(ledger),
         "synthesis_s": round(synth_s, 1), "read_tables_s": round(read_s, 2), "report_s": round(report_s, 1),
         "report_vs_reading_tables": round(report_s / read_s, 1), "page_mb": round(page / 1e6, 2),
         "figures": len(report["figures"]), "gallery_samples": len(report["gallery"]),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }, indent=2))
+    })
 
 
 if __name__ == "__main__":

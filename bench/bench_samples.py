@@ -8,12 +8,12 @@ Usage: python -m bench.bench_samples [--world /tmp/unigeo-bench-small] [--out /t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from typing import Any
 
+from bench.record import save
 from unigeo.cli.build import run_build
 from unigeo.core.sample import CROP_KIND
 from unigeo.pipeline.options import BuildOptions, ImageryOptions
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
     results["compact_vs_standard_excluding_crops"] = round(b / a, 3)
     shards = [results[k]["shard_bytes"] for k in ("standard", "compact")]
     results["compact_vs_standard_shards"] = round(shards[1] / shards[0], 3)
-    print(json.dumps(results, indent=2))
+    save("bench_samples", results)
 
 
 if __name__ == "__main__":

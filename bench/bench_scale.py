@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from bench.bench_crops import panoramas
+from bench.record import save
 from unigeo.cli.build import run_build
 from unigeo.core.fileio import read_bytes
 from unigeo.core.sample import SampleKey, encode_tile
@@ -194,7 +195,7 @@ def main(argv: list[str]) -> None:
         "tile_encode": round(encode_s[imagery.tile_encoding] / render_s, 3), "text": round(text_s / render_s, 3)}
     report["cpu_over_wall_per_part"] = CPU_OVER_WALL
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps(report, indent=2))
+    save("bench_scale", report)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Usage: python -m bench.bench_tiles [--tiles 200] [--size small] [--cache /tmp/un
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -27,6 +26,7 @@ from affine import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, reproject
 
+from bench.record import save
 from unigeo.pipeline.tiles import tile_grid
 from unigeo.sources.tiles import Grid, RasterStack
 from unigeo.synth.world import write_world
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
     rgb_diff = np.mean([np.abs(o[0][0].astype(int) - np.moveaxis(b[0], 0, -1).astype(int)).mean()  # type: ignore[index]
                         for o, b in zip(ours, base)])
     dsm_diff = np.nanmedian([np.nanmean(np.abs(o[1][0] - b[1])) for o, b in zip(ours, base)])  # type: ignore[index]
-    print(json.dumps({
+    save("bench_tiles", {
         "tiles": len(grids), "tile_px": args.tile_px, "gsd_m": args.gsd, "world": cache,
         "tiles_per_s": {"plain_baseline": round(len(grids) / t_base, 1),
                         "reproject_opened_once": round(len(grids) / t_opened, 1),
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> None:
                     "warped_vrt_opened_once": round(t_vrt / t_ours, 2)},
         "mean_abs_diff": {"aerial_levels": round(float(rgb_diff), 2), "dsm_m": round(float(dsm_diff), 3)},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }, indent=2))
+    })
 
 
 if __name__ == "__main__":

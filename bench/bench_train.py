@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import resource
 import sys
@@ -25,6 +24,7 @@ import time
 
 import torch
 
+from bench.record import save
 from unigeo.core.sample import TRAIN
 from unigeo.model.data import (
     Decoder,
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
-    print(json.dumps(result, indent=2))
+    save("bench_train", result)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import verbosity
 
 
-@click.command()
+@click.command(epilog=epilog("audit"))
 @click.argument("out_dir")
 @verbosity
 def audit(out_dir: str) -> None:

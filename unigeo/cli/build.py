@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from unigeo.cli.dataclass_options import click_options, from_kwargs
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import ReconciliationError, UniGeoError
 from unigeo.core.fileio import join
@@ -131,7 +132,8 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     return manifest
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+               epilog=epilog("build"))
 @click.option("--config", "config_path", required=True, help="sources.yaml (local path or gs:// / s3:// URL).")
 @click.option("--out", required=True, help="Output folder (local path or URL).")
 @click_options(BuildOptions, ImageryOptions, TextOptions)
@@ -146,10 +148,6 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
 
     Before it publishes, the build checks that every sample the ledger kept is in exactly one shard, the
     one the shard plan gave it; a build that fails the check is not published.
-
-    Exit status: 0 built; 1 the build failed or did not pass its check (the earlier build is kept), or
-    rejected more than --max-reject-fraction of the panoramas (everything is written first); 2 a usage or
-    configuration error, found before anything under --out changed.
     """
     from unigeo.pipeline.job import unknown_beam_flags
 

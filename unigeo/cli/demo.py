@@ -8,6 +8,7 @@ import os
 import click
 
 from unigeo.cli.build import REPORT_MODULES, format_summary, missing_extra, run_build
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import seed_option, size_option, verbosity
 from unigeo.cli.synth import run_synth
 from unigeo.cli.train import TRAIN_MODULES, run_eval, run_train
@@ -17,7 +18,7 @@ from unigeo.pipeline.options import BuildOptions
 DEMO_EPOCHS = {"tiny": 12, "small": 8}
 
 
-@click.command()
+@click.command(epilog=epilog("demo"))
 @click.option("--out", default="unigeo-demo", show_default=True, type=click.Path(file_okay=False),
               help="Output folder.")
 @size_option

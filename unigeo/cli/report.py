@@ -6,10 +6,11 @@ import json
 
 import click
 
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import verbosity
 
 
-@click.command()
+@click.command(epilog=epilog("report"))
 @click.argument("out_dir")
 @verbosity
 def report(out_dir: str) -> None:

@@ -8,6 +8,7 @@ import os
 
 import click
 
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import seed_option, synth_size_option, verbosity
 from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.sources.inventory import format_inventory, inventory
@@ -30,7 +31,7 @@ def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_wid
     return summary
 
 
-@click.command()
+@click.command(epilog=epilog("synth"))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @synth_size_option
 @seed_option

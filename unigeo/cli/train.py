@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from unigeo.cli.build import missing_extra
 from unigeo.cli.dataclass_options import click_options
+from unigeo.cli.exits import epilog
 from unigeo.cli.options import verbosity
 from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.model.config import IMAGE_TOWERS, TEXT_TOWERS, ModelConfig, TrainConfig, check_tower
@@ -69,7 +70,7 @@ def run_train(data: str, out: str, explicit: tuple[str, ...] = (), **kw: Any) ->
         raise click.ClickException(str(e)) from e
 
 
-@click.command(name="train")
+@click.command(name="train", epilog=epilog("train"))
 @click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR), local or gs://, s3://.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (RUN).")
 @click.option("--modalities", default=None,
@@ -112,7 +113,7 @@ def run_eval(data: str, checkpoint: str, out: str | None, batch_size: int, devic
     return metrics
 
 
-@click.command(name="eval")
+@click.command(name="eval", epilog=epilog("eval"))
 @click.option("--data", required=True, type=click.Path(), help="Build output folder (DIR).")
 @click.option("--checkpoint", required=True, type=click.Path(), help="RUN/model.pt.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: RUN/eval].")

@@ -1,25 +1,25 @@
 """Reject reasons: one stable string per way a record can fail, used in rejects, ledger and counters."""
 
 # Panorama index rows (unigeo.sources.panoramas).
-MISSING_PANO_ID = "missing_pano_id"
+MISSING_PANO_ID = "missing_pano_id"  # empty id
 BAD_LAT = "bad_lat"  # missing, not a number, or outside [-90, 90]
 BAD_LON = "bad_lon"  # missing, not a number, or outside [-180, 180]
 NULL_ISLAND = "null_island"  # lat = lon = 0: a placeholder, not a place
 BAD_HEADING = "bad_heading"  # missing or not a number
 HEADING_OUT_OF_RANGE = "heading_out_of_range"  # outside [0, 360)
-MISSING_DATE = "missing_date"
+MISSING_DATE = "missing_date"  # empty captured_at
 BAD_DATE = "bad_date"  # not an ISO-8601 date or date-time
-MISSING_URI = "missing_uri"
+MISSING_URI = "missing_uri"  # empty uri
 DUPLICATE_ROW = "duplicate_row"  # same pano_id and same values as an earlier row: the first is kept
 DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"  # same pano_id, different values: all are rejected
 
 # Panoramas in the build job.
-OUTSIDE_METROS = "outside_metros"
-YEAR_OUT_OF_RANGE = "year_out_of_range"
+OUTSIDE_METROS = "outside_metros"  # inside no metro polygon
+YEAR_OUT_OF_RANGE = "year_out_of_range"  # capture year neither the holdout year nor in --years
 
 # Points of interest (unigeo.sources.pois).
-POI_MISSING_CATEGORY = "poi_missing_category"
-POI_BAD_GEOMETRY = "poi_bad_geometry"
+POI_MISSING_CATEGORY = "poi_missing_category"  # no category (or no OSM tag that gives one)
+POI_BAD_GEOMETRY = "poi_bad_geometry"  # no geometry, or one with no usable point
 
 # Imagery (unigeo.pipeline.imagery).
 MISSING_FILE = "missing_file"  # the panorama's uri does not exist

@@ -43,6 +43,19 @@ TILE_MEMBERS = {"aerial": AERIAL, "dsm": DSM}  # tile kind -> member of the stan
 # (aerial.webp lossless, dsm.png of centimetres; a DSM whose range does not fit 16 bits stays dsm.npy).
 TILE_ENCODINGS = {"standard": TILE_MEMBERS, "compact": {"aerial": AERIAL_WEBP, "dsm": DSM_PNG}}
 KIND_MEMBERS = {"aerial": (AERIAL, AERIAL_WEBP), "dsm": (DSM, DSM_PNG)}  # every member a tile kind may be
+# What each member holds: the sample-format reference page is generated from this table.
+MEMBER_DOCS = {
+    f"{CROP_PREFIX}000.jpg, {CROP_PREFIX}001.jpg, ...": "street-view crops (RGB JPEG, --crop-px square), one per "
+                                                       "crop the json lists, in selection order",
+    AERIAL: "aerial tile (RGB PNG, --tile-px square, north-up in the cell centre's UTM zone, --gsd metres a pixel)",
+    DSM: "surface height tile (float32 .npy, metres, NaN where unknown), on the aerial tile's grid",
+    AERIAL_WEBP: "with --tile-encoding compact: the aerial tile as lossless WebP (identical RGB)",
+    DSM_PNG: "with --tile-encoding compact: the DSM as 16-bit grey PNG of centimetres above the json's "
+             "dsm.encoding.offset_m (0 = unknown)",
+    TEXT: "the place's description (UTF-8)",
+    JSON: "metadata: the cell, split, dates, every kept panorama with its crops, the tiles' sources and grids, "
+          "the text's provenance (fields below; JSON Schema: unigeo/core/sample.schema.json)",
+}
 # The trainer's modality names (CLI, logs, metrics) and the members each is read from.
 
 SCHEMA_PATH = Path(__file__).with_name("sample.schema.json")
