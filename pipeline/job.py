@@ -197,6 +197,31 @@ def check_covering(metros: list[Metro], level: int, max_cells: int) -> int:
     return total
 
 
+def check_beam_options(beam_args: list[str]) -> list[str]:
+    """Beam's own checks of the pipeline options for the runner they name, made before anything reaches
+    the network: for Dataflow the project id, the region, the job name and the temp and staging locations
+    (a location Beam refuses would make it try to create a default bucket over the network). Returns one
+    line per problem, each naming its option."""
+    options = pipeline_options(beam_args)
+    if not runner_name(options).endswith("DataflowRunner"):
+        return []
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    cloud = options.view_as(GoogleCloudOptions)
+    validator = PipelineOptionsValidator(options, DataflowRunner())
+    errors = []
+    if not cloud.temp_location and not cloud.staging_location:
+        errors.append("--temp_location: required with DataflowRunner (gs://BUCKET/tmp; without it Beam would "
+                      "try to create a bucket)")
+    for name in ("temp_location", "staging_location"):
+        if getattr(cloud, name):
+            errors += validator.validate_gcs_path(cloud, name)
+    errors += validator.validate_cloud_options(cloud)
+    return [" ".join(e.split()) for e in errors]
+
+
 def is_dry_run(beam_args: list[str]) -> bool:
     """True when the Beam flags ask for a translation without a run (``--dry_run=True``)."""
     return bool(pipeline_options(beam_args).view_as(TestOptions).dry_run)

@@ -281,6 +281,6 @@ class SampleRenderer:
         meta["text"] = {**description.provenance, "neighbourhood": facts.neighbourhood,  # type: ignore[typeddict-item]
                         "radius_m": facts.radius_m}
         meta["missing_members"] = missing
-        out.summary = summary_row(meta, len(members))
+        out.summary = summary_row(meta, len(members), dict(members))
         out.encoded = encode_sample(key.metro, key.split, key.name, {"json": meta, **dict(members)})
         return out

@@ -11,7 +11,7 @@ import click
 from unigeo.cli.dataclass_options import click_options, from_kwargs
 from unigeo.cli.exits import epilog
 from unigeo.cli.options import verbosity
-from unigeo.core.errors import ReconciliationError, UniGeoError
+from unigeo.core.errors import AccessError, ReconciliationError, UniGeoError
 from unigeo.core.fileio import join
 from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
 
@@ -65,6 +65,23 @@ def reject_share(manifest: dict[str, Any]) -> float:
     """The share of input panoramas that were rejected (0 without inputs)."""
     c = manifest["counts"]["overall"]
     return c["rejected"] / c["inputs"] if c["inputs"] else 0.0
+
+
+def check_remote(config_path: str, out: str, dry: bool) -> None:
+    """Bucket names first (no network), then one quick access of the config's URL and (unless a dry run,
+    which never lists ``out``) the output's, so that missing credentials or network fail in seconds.
+
+    Raises:
+        ConfigError: an invalid bucket name.
+        AccessError: a URL that cannot be reached.
+    """
+    from unigeo.core.fileio import check_bucket, probe
+
+    for url in (config_path, out):
+        check_bucket(url)
+    probe(config_path)
+    if not dry:
+        probe(out)
 
 
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
@@ -161,16 +178,30 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
                            text=from_kwargs(TextOptions, values))
     except UniGeoError as e:
         raise click.BadParameter(str(e)) from e
-    from unigeo.pipeline.job import is_dry_run
+    from unigeo.pipeline.job import check_beam_options, is_dry_run
 
-    if is_dry_run(list(ctx.args)):
+    problems = check_beam_options(list(ctx.args))
+    if problems:
+        raise ConfigurationError("Beam pipeline options: " + "; ".join(problems))
+    dry = is_dry_run(list(ctx.args))
+    try:
+        check_remote(config_path, out, dry)
+    except AccessError as e:
+        raise click.ClickException(str(e)) from e
+    except UniGeoError as e:
+        raise ConfigurationError(str(e)) from e
+    if dry:
         try:
             click.echo(json.dumps(dry_run(config_path, out, opts, list(ctx.args)), indent=2))
+        except AccessError as e:
+            raise click.ClickException(str(e)) from e
         except UniGeoError as e:
             raise ConfigurationError(str(e)) from e
         return
     try:
         manifest = run_build(config_path, out, opts, list(ctx.args))
+    except AccessError as e:
+        raise click.ClickException(str(e)) from e
     except ReconciliationError as e:
         raise click.ClickException(f"build not published: {e}\n{out} holds its earlier build as it was, if it had "
                                    "one") from e

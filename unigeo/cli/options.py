@@ -15,10 +15,10 @@ size_option = click.option("--size", type=click.Choice(["tiny", "small"]), defau
 synth_size_option = click.option(
     "--size", type=click.Choice(["tiny", "small", "medium"]), default="small", show_default=True,
     help="World size: tiny (~0.2 km2, tests), small (~4 km2, demo) or medium (42 km2, 13,000 panoramas, "
-         "~1,950 locations: enough to train on).")
+         "~1,940 locations: enough to train on).")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 
-_NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3", "PIL")
+_NOISY = ("pyogrio", "rasterio", "fiona", "matplotlib", "urllib3", "PIL", "gcsfs")
 
 
 def _not_beam_import_noise(record: logging.LogRecord) -> bool:

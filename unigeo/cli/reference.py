@@ -9,8 +9,10 @@ so the site never restates what the code declares.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -143,9 +145,105 @@ def exit_codes_page() -> str:
     return _table(["command", "exit status", "meaning"], rows) + "\n"
 
 
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+RATIO = re.compile(r"(^|_)(vs|ratio|growth|share|x)(_|$)|_vs_|speedup")
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def _load(v: Any) -> str:
+    return " / ".join(f"{x:.2f}" for x in v[:3]) if isinstance(v, list) else str(v)
+
+
+def provenance_line(result: dict[str, Any]) -> str:
+    """Where and when a result was measured, in one sentence."""
+    p = result["provenance"]
+    argv = " ".join(p.get("argv", []))
+    return (f"Measured at commit `{p['commit']}` on {p['date']}: {p['cores']} cores ({p['machine']}), Python "
+            f"{p['python']}; load average (1/5/15 min) {_load(p['load_average_start'])} at the start and "
+            f"{_load(p['load_average_end'])} at the end. Command: `python -m bench.{result['benchmark']}"
+            f"{' ' + argv if argv else ''}`.")
+
+
+def bench_table(result: dict[str, Any]) -> str:
+    """Every figure of a result, ratios first (in bold): they carry over to another machine, times do not."""
+    rows = [(k, v) for k, v in _flatten({k: v for k, v in result.items() if k not in ("provenance", "benchmark")})]
+    ratios = [[f"**{k}**", f"**{v}**"] for k, v in rows if RATIO.search(k.rsplit(".", 1)[-1])]
+    others = [[k, v] for k, v in rows if not RATIO.search(k.rsplit(".", 1)[-1])]
+    return _table(["figure", "value"], ratios + others)
+
+
+def bench_section(name: str, results: Path | None = None) -> str:
+    """The tables of ``bench/results/NAME.json`` with their provenance (``all``: every result file).
+
+    Raises:
+        FileNotFoundError: no such result (the docs build then fails: a page names a benchmark never run).
+    """
+    results = results or RESULTS
+    if name == "all":
+        files = sorted(results.glob("*.json"))
+        return "\n\n".join(f"## {f.stem}\n\n" + bench_section(f.stem, results) for f in files) + "\n"
+    path = results / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no result of {name}; run `python -m bench.{name}`")
+    result = json.loads(path.read_text())
+    return f"{provenance_line(result)}\n\n{bench_table(result)}\n"
+
+
+def _result(name: str, results: Path | None = None) -> dict[str, Any]:
+    path = (results or RESULTS) / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no result of {name}; run `python -m bench.{name}`")
+    return dict(json.loads(path.read_text()))
+
+
+PAPER_PANORAMAS = 60_000_000  # input panoramas at the paper's scale (~800k cells, 14 metros)
+PAPER_SAMPLES = 1_200_000  # a train sample in every cell, a test sample in half of them
+
+
+def scale_plan_page(results: Path | None = None) -> str:
+    """The arithmetic of a build at the paper's scale, from the measured rates of ``bench_scale`` (whole-build
+    kept panoramas per CPU-second) and the bytes of ``bench_samples``, taking every panorama as kept (the cap
+    of 120 per cell only lowers the work) and one cloud vCPU as one core of the benchmark's machine."""
+    scale, samples = _result("bench_scale", results), _result("bench_samples", results)
+    rate = scale["build"]["kept_per_cpu_s"]
+    imagery_rate = scale["per_core"]["kept_panoramas_rendered_per_s"]
+    hours = PAPER_PANORAMAS / rate / 3600
+    crop_bytes = samples["standard"].get("bytes_per_crop")
+    lines = [
+        f"Rates measured at commit `{scale['provenance']['commit']}` ({scale['provenance']['cores']} cores, "
+        f"{scale['provenance']['machine']}, load {_load(scale['provenance']['load_average_start'])} at the start):",
+        "",
+        f"- imagery: {PAPER_PANORAMAS:,} / {rate} kept panoramas per vCPU-second = **{hours:,.0f} vCPU-hours** "
+        f"({PAPER_PANORAMAS / imagery_rate / 3600:,.0f} at the imagery stage's own rate, {imagery_rate} per second, "
+        "without the per-build costs that weigh heavily on a small build);",
+        f"- wall time with N workers of 4 vCPUs: {hours:,.0f} / (4 N) hours: {hours / 200:.1f} h at 50 workers, "
+        f"{hours / 400:.1f} h at 100 (plus worker start-up);",
+    ]
+    for encoding in ("standard", "compact"):
+        tiles = samples[encoding]["bytes_per_sample_excluding_crops"]
+        if crop_bytes:
+            total = PAPER_SAMPLES * tiles + PAPER_PANORAMAS * crop_bytes
+            lines.append(f"- shards with `--tile-encoding {encoding}`: {PAPER_SAMPLES:,} samples x {tiles:,} B + "
+                         f"{PAPER_PANORAMAS:,} crops x {crop_bytes:,} B = **{total / 1e12:.2f} TB**;")
+    lines.append(f"- memory: {scale['peak_rss_mb']:,} MB peak RSS for the benchmark's process, which ran the "
+                 "whole job and the report in one process.")
+    return "\n".join(lines) + "\n"
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "options": options_page,
     "reasons": reasons_page,
     "sample": sample_page,
     "exit-codes": exit_codes_page,
+    "scale-plan": scale_plan_page,
 }

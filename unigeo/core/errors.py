@@ -49,6 +49,10 @@ class MissingDateError(SourceError):
     """A raster has no acquisition date in its tags or in the configuration."""
 
 
+class AccessError(UniGeoError, OSError):
+    """A remote URL that cannot be reached or read: no network, no credentials, no permission."""
+
+
 class NotBuiltError(UniGeoError, NotImplementedError):
     """A command of the contract that this version does not provide yet."""
 

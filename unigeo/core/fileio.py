@@ -11,9 +11,12 @@ import glob as _glob
 import hashlib
 import os
 import re
+import threading
 from typing import IO, Any
 
 import fsspec
+
+from unigeo.core.errors import AccessError, ConfigError
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -74,6 +77,67 @@ def gdal_path(path: str) -> str:
     if path.startswith(("http://", "https://")):
         return "/vsicurl/" + path
     return path
+
+
+# Bucket names of Cloud Storage and S3: 3-63 lowercase letters, digits, dots, hyphens (and underscores on
+# Cloud Storage), starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][-_a-z0-9.]{1,61}[a-z0-9]$")
+_CREDENTIALS = {"gs": "`gcloud auth application-default login` or GOOGLE_APPLICATION_CREDENTIALS",
+                "s3": "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"}
+REMOTE_TIMEOUT_S = 10.0  # how long the first access of a remote URL may take (UNIGEO_REMOTE_TIMEOUT_S overrides)
+
+
+def check_bucket(url: str) -> None:
+    """Refuse a ``gs://`` or ``s3://`` URL whose bucket name the store would refuse, before any network access.
+
+    Raises:
+        ConfigError: naming the URL and the rule.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("gs", "s3"):
+        return
+    bucket = rest.split("/", 1)[0]
+    if not _BUCKET.match(bucket):
+        raise ConfigError(f"{url}: {bucket!r} is not a valid {scheme}:// bucket name (3-63 lowercase letters, "
+                          "digits, dots and hyphens, starting and ending with a letter or digit)")
+
+
+def probe(url: str, timeout_s: float | None = None) -> None:
+    """Reach ``url`` once (its metadata; a missing object is fine), within ``timeout_s`` seconds, so that a
+    missing credential or network fails in one line instead of after a store client's retries.
+
+    Raises:
+        ConfigError: an invalid bucket name.
+        AccessError: the store refused or did not answer in time; the message names the URL and what to check.
+    """
+    if not is_url(url) or url.startswith(("file://", "memory://")):
+        return
+    check_bucket(url)
+    timeout = timeout_s if timeout_s is not None else float(os.environ.get("UNIGEO_REMOTE_TIMEOUT_S",
+                                                                            REMOTE_TIMEOUT_S))
+    outcome: dict[str, BaseException] = {}
+
+    def reach() -> None:
+        try:
+            fs, p = _fs(url)
+            fs.info(p)
+        except FileNotFoundError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - reported to the caller's thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=reach, name=f"probe {url}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    scheme = url.split("://", 1)[0]
+    check = f"check the network and the credentials ({_CREDENTIALS[scheme]})" if scheme in _CREDENTIALS else \
+        "check the network and the credentials"
+    if worker.is_alive():
+        raise AccessError(f"{url}: no answer in {timeout:g} s; {check}")
+    if "error" in outcome:
+        e = outcome["error"]
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise AccessError(f"{url}: cannot be read ({type(e).__name__}: {first}); {check}")
 
 
 def _fs(path: str) -> tuple[Any, str]:

@@ -362,11 +362,24 @@ SAMPLES_SCHEMA = pa.schema([
     ("lon", pa.float64()), ("panoramas", pa.int64()), ("panoramas_in_cell", pa.int64()), ("crops", pa.int64()),
     ("members", pa.int64()), ("aerial", pa.bool_()), ("aerial_year", pa.int64()), ("aerial_nodata", pa.float64()),
     ("dsm", pa.bool_()), ("dsm_year", pa.int64()), ("dsm_nodata", pa.float64()), ("tile_crs", pa.string()),
-    ("tile_gsd", pa.float64()), ("text", pa.string()), ("text_pois", pa.int64()), ("missing", pa.string())])
+    ("tile_gsd", pa.float64()), ("text", pa.string()), ("text_pois", pa.int64()), ("missing", pa.string()),
+    # The first 16 hex digits of the SHA-256 of the aerial, DSM and text members ("" without one): the report
+    # compares a test sample's bytes with its cell's train sample's (leakage between the splits).
+    ("aerial_sha", pa.string()), ("dsm_sha", pa.string()), ("text_sha", pa.string())])
+DIGEST_COLUMNS = {"aerial": "aerial_sha", "dsm": "dsm_sha", "txt": "text_sha"}  # member kind -> samples column
 
 
-def summary_row(meta: SampleMeta, n_members: int) -> dict[str, Any]:
-    """The samples-table row of a sample, from its json."""
+def member_digest(data: bytes) -> str:
+    """The digest the samples table keeps of a member: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def summary_row(meta: SampleMeta, n_members: int, members: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The samples-table row of a sample, from its json (and its members' bytes, for their digests)."""
+    members = members or {}
+    digests = {column: next((member_digest(members[m]) for m in members
+                             if m == TEXT and kind == "txt" or m in KIND_MEMBERS.get(kind, ())), "")
+               for kind, column in DIGEST_COLUMNS.items()}
     aerial, dsm, text = meta.get("aerial"), meta.get("dsm"), meta.get("text")
     tile = aerial or dsm
     return {
@@ -380,4 +393,5 @@ def summary_row(meta: SampleMeta, n_members: int) -> dict[str, Any]:
         "tile_crs": tile["crs"] if tile else "", "tile_gsd": float(tile["gsd"]) if tile else 0.0,
         "text": text["generator"] if text else "", "text_pois": len(text["poi_ids"]) if text else 0,
         "missing": ",".join(f"{m}:{r}" for m, r in sorted(meta.get("missing_members", {}).items())),
+        **digests,
     }

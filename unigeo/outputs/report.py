@@ -28,6 +28,7 @@ from unigeo.core.build_files import build_root, missing_files, read_cells, read_
 from unigeo.core.errors import UniGeoError
 from unigeo.core.fileio import exists, join, write_bytes
 from unigeo.core.sample import (
+    DIGEST_COLUMNS,
     JSON,
     KEPT,
     KIND_MEMBERS,
@@ -53,6 +54,7 @@ EXAMPLES = 3
 MAX_POLYGONS = 5_000  # above this many cells in a metro, maps aggregate cells into hexagons
 HEX_GRID = 70  # hexagons across a metro's width in an aggregated map
 COLOURS = {TRAIN: "#2b8cbe", TEST: "#e6550d", "both": "#756bb1", "empty": "#e5e5e5"}
+SERIES_COLOURS = {TRAIN: COLOURS[TRAIN], TEST: COLOURS[TEST], REJECTED: "#9e9e9e"}  # histograms by split
 SPLIT_CMAP = LinearSegmentedColormap.from_list("split", [COLOURS[TRAIN], COLOURS["both"], COLOURS[TEST]])
 
 
@@ -122,6 +124,63 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
         out["test_to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                           "p90": round(float(np.percentile(d, 90)), 1), "max": round(float(d.max()), 1)}
         out["_distances"] = d
+    return out
+
+
+SPATIAL_HOLDOUT_M = 1000.0  # a test cell at least this far from every train cell is spatially held out
+
+
+def unseen_distances(samples: pd.DataFrame) -> dict[str, Any]:
+    """How far each unseen test cell (no train sample in the same cell) is from the nearest train cell, and
+    how many lie at least ``SPATIAL_HOLDOUT_M`` away: the test places that are new in space, not only in
+    time. ``None`` for the distances when a split is empty or every test cell was seen."""
+    train = samples[samples["split"] == TRAIN]
+    test = samples[samples["split"] == TEST]
+    unseen = test[~test["cell"].isin(set(train["cell"]))]
+    out: dict[str, Any] = {"unseen_test_cells": int(unseen["cell"].nunique()), "held_out_m": SPATIAL_HOLDOUT_M,
+                           "spatially_held_out_cells": 0, "to_nearest_train_m": None}
+    if len(train) and len(unseen):
+        tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
+        nearest = tree.query_nearest(shapely.points(unseen["lon"].to_numpy(), unseen["lat"].to_numpy()),
+                                     all_matches=False)[1]
+        d = np.hypot(*local_metres(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
+                                   unseen["lat"].to_numpy(), unseen["lon"].to_numpy()).T)
+        out["to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
+                                     "max": round(float(d.max()), 1)}
+        out["spatially_held_out_cells"] = int((d >= SPATIAL_HOLDOUT_M).sum())
+    return out
+
+
+def member_leakage(samples: pd.DataFrame) -> dict[str, Any]:
+    """Per member kind (aerial, dsm, txt), how many test samples in a cell that also has a train sample
+    carry byte-identical member bytes to that train sample (same epoch of the raster, same POI text): a
+    model can match them without learning anything about the place. ``None`` per member for a build whose
+    samples table has no digests (written before they were kept)."""
+    train = samples[samples["split"] == TRAIN].set_index("cell")
+    test = samples[(samples["split"] == TEST) & samples["cell"].isin(set(train.index))]
+    out: dict[str, Any] = {"test_samples_in_seen_cells": int(len(test)), "members": {}}
+    for kind, column in DIGEST_COLUMNS.items():
+        if column not in samples.columns:
+            out["members"][kind] = None
+            continue
+        mine = test[column].fillna("").to_numpy()
+        theirs = train[column].reindex(test["cell"]).fillna("").to_numpy()
+        compared = (mine != "") & (theirs != "")
+        same = compared & (mine == theirs)
+        out["members"][kind] = {"compared": int(compared.sum()), "identical": int(same.sum()),
+                                "share": round(float(same.sum() / compared.sum()), 4) if compared.any() else 0.0}
+    return out
+
+
+def years_by_split(ledger_years: dict[tuple[int, str], int], holdout_year: int | None) -> dict[str, dict[str, int]]:
+    """Input panoramas per capture year, as ``train`` / ``test`` (kept or not selected: the year decides the
+    split) and ``rejected``."""
+    out: dict[str, dict[str, int]] = {TRAIN: {}, TEST: {}, REJECTED: {}}
+    for (year, status), n in sorted(ledger_years.items()):
+        if year < 0:
+            continue
+        group = REJECTED if status == REJECTED else TEST if year == holdout_year else TRAIN
+        out[group][str(year)] = out[group].get(str(year), 0) + int(n)
     return out
 
 
@@ -200,8 +259,10 @@ def _metro_map(name: str, boundary: Any, cells: pd.DataFrame, samples: pd.DataFr
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    if colour_by == "split" and not aggregate:
-        ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="lower right", fontsize=8)
+    if colour_by == "split" and not aggregate:  # beside the map, so that it hides no cell
+        ax.legend(handles=[Patch(color=c, label=k) for k, c in COLOURS.items()], loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
+        fig.subplots_adjust(right=0.8)
     return _png(fig)
 
 
@@ -212,8 +273,10 @@ def _histogram(values: Any, bins: Any, title: str, xlabel: str,
     ax = fig.subplots()
     if stacked:
         ax.hist([v for v, _ in stacked.values()], bins=bins, stacked=True, label=list(stacked.keys()),
-                weights=[w for _, w in stacked.values()])
-        ax.legend(fontsize=8)
+                weights=[w for _, w in stacked.values()], color=[SERIES_COLOURS[k] for k in stacked] if all(
+                    k in SERIES_COLOURS for k in stacked) else None)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the bars
+        fig.subplots_adjust(right=0.8)
     else:
         ax.hist(values, bins=bins, color=COLOURS[TRAIN])
     ax.set_title(title)
@@ -237,8 +300,34 @@ REJECT_WARN = 0.10  # share of input panoramas rejected above which the report w
 MISSING_WARN = 0.05  # share of samples without a member above which the report warns
 
 
+MEMBER_NAMES = {"aerial": "aerial tile", "dsm": "DSM", "txt": "text"}
+
+
+def leakage_warnings(leakage: dict[str, Any], unseen: dict[str, Any]) -> list[dict[str, str]]:
+    """Warnings on what the test split shares with the train split: identical member bytes in seen cells, and
+    test places that are close to trained ones."""
+    out = []
+    n = leakage["test_samples_in_seen_cells"]
+    for kind, m in leakage["members"].items():
+        if m and m["identical"]:
+            out.append({"level": "warning", "message": f"{m['share']:.1%} of the {m['compared']} test samples in cells "
+                        f"with a train sample carry that train sample's exact {MEMBER_NAMES[kind]} bytes "
+                        f"({m['identical']} of {n}): a model can match them without learning the place; compare "
+                        "seen and unseen results apart"})
+    d = unseen["to_nearest_train_m"]
+    if unseen["unseen_test_cells"] == 0:
+        out.append({"level": "warning", "message": "no test cell is unseen: every test location has a train sample "
+                    "in the same cell, so the split holds no place that is new to the model"})
+    elif d is not None and unseen["spatially_held_out_cells"] == 0:
+        out.append({"level": "warning", "message": f"the split offers no spatially held-out test set: all "
+                    f"{unseen['unseen_test_cells']} unseen test cells lie within {d['max']:.0f} m of a train cell "
+                    f"(median {d['median']:.0f} m; none {unseen['held_out_m']:.0f} m or more away)"})
+    return out
+
+
 def warnings_for(headline: dict[str, Any], completeness: dict[str, Any], overlap: dict[str, Any],
-                 unassigned: dict[str, Any]) -> list[dict[str, str]]:
+                 unassigned: dict[str, Any], leakage: dict[str, Any] | None = None,
+                 unseen: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """What a reviewer must look at: ``{"level": "error"|"warning"|"note", "message"}``, most severe first."""
     out = []
     if not headline["ledger_balances"]:
@@ -262,6 +351,8 @@ def warnings_for(headline: dict[str, Any], completeness: dict[str, Any], overlap
     for s in ("train", "test"):
         if headline[f"samples_{s}"] == 0:
             out.append({"level": "warning", "message": f"the {s} split holds no sample"})
+    if leakage is not None and unseen is not None and headline["samples_train"] and headline["samples_test"]:
+        out += leakage_warnings(leakage, unseen)
     order = {"error": 0, "warning": 1, "note": 2}
     return sorted(out, key=lambda w: order[w["level"]])
 
@@ -282,15 +373,26 @@ def _jpeg(rgb: np.ndarray, px: int) -> bytes:
 
 
 def shaded_dsm(dsm: np.ndarray, gsd: float, px: int = GALLERY_PX) -> bytes:
-    """A DSM as a hill-shaded, height-coloured JPEG (unknown heights grey)."""
+    """A DSM as a hill-shaded, height-coloured PNG with its colour bar in metres (unknown heights grey)."""
     from matplotlib.colors import LightSource
 
     known = np.isfinite(dsm)
     z = np.where(known, dsm, float(np.nanmin(dsm)) if known.any() else 0.0).astype(np.float64)
-    rgb = LightSource(azdeg=315, altdeg=45).shade(z, cmap=matplotlib.colormaps["terrain"], vert_exag=2, dx=gsd,
+    low, high = (float(z[known].min()), float(z[known].max())) if known.any() else (0.0, 1.0)
+    high = max(high, low + 0.01)
+    cmap = matplotlib.colormaps["terrain"]
+    rgb = LightSource(azdeg=315, altdeg=45).shade(z, cmap=cmap, norm=Normalize(low, high), vert_exag=2, dx=gsd,
                                                    dy=gsd, blend_mode="soft")[..., :3]
     rgb[~known] = 0.6
-    return _jpeg((rgb * 255).round().astype(np.uint8), px)
+    fig = Figure(figsize=(px / 72 * 1.35, px / 72), dpi=72)
+    ax = fig.add_axes((0.0, 0.0, 0.74, 1.0))
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_axis_off()
+    bar = fig.add_axes((0.78, 0.08, 0.05, 0.84))
+    colourbar = fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(low, high)), cax=bar)
+    colourbar.set_label("height (m)", fontsize=7)
+    colourbar.ax.tick_params(labelsize=6)
+    return _png(fig)
 
 
 def gallery(out: str, manifest: dict[str, Any], per_split: int = GALLERY_PER_SPLIT
@@ -327,8 +429,8 @@ def gallery(out: str, manifest: dict[str, Any], per_split: int = GALLERY_PER_SPL
                 entry["aerial"] = f"gallery_{key}_aerial.jpg"
             if dsm is not None:
                 gsd = float((meta.get("dsm") or {}).get("gsd", 1.0))
-                images[f"gallery_{key}_dsm.jpg"] = shaded_dsm(decode_dsm(members[dsm]), gsd)
-                entry["dsm"] = f"gallery_{key}_dsm.jpg"
+                images[f"gallery_{key}_dsm.png"] = shaded_dsm(decode_dsm(members[dsm]), gsd)
+                entry["dsm"] = f"gallery_{key}_dsm.png"
             entries.append(entry)
     return entries, images
 
@@ -376,8 +478,18 @@ def build_report(out: str, manifest: dict[str, Any] | None = None) -> dict[str, 
         stacked={s: (np.array([y for y, st in known if st == s], dtype=float),
                      np.array([n for (_, st), n in known.items() if st == s], dtype=float))
                  for s in (KEPT, NOT_SELECTED, REJECTED)})
+    holdout = manifest.get("options", {}).get("holdout_year")
+    by_split = years_by_split(ledger.years, holdout)
+    split_years = sorted({int(y) for g in by_split.values() for y in g}) or [0]
+    figures["hist_years_by_split.png"] = _histogram(
+        None, bins=np.arange(split_years[0], split_years[-1] + 2) - 0.5,
+        title=f"capture years by split (test: {holdout})", xlabel="year",
+        stacked={g: (np.array([int(y) for y in by_split[g]], dtype=float),
+                     np.array(list(by_split[g].values()), dtype=float)) for g in (TRAIN, TEST, REJECTED)})
     overlap = split_overlap(samples)
     distances = overlap.pop("_distances", None)
+    leakage = member_leakage(samples)
+    unseen = unseen_distances(samples)
     if distances is not None:
         figures["hist_test_to_train_m.png"] = _histogram(
             distances, bins=30, title="distance from each test cell to the nearest train cell", xlabel="metres")
@@ -400,11 +512,13 @@ def build_report(out: str, manifest: dict[str, Any] | None = None) -> dict[str, 
         "splits": {s: {"samples": int((samples["split"] == s).sum()),
                        "panoramas": int(samples[samples["split"] == s]["panoramas"].sum())} for s in (TRAIN, TEST)},
         "capture_years": year_counts,
+        "capture_years_by_split": by_split,
         "panoramas_per_cell": {"mean": round(float(per_cell.mean()), 2) if len(per_cell) else 0.0,
                                "max": int(per_cell.max()) if len(per_cell) else 0},
         "rejects": reject_summary(rejects),
         "completeness": completeness(samples),
         "overlap": overlap,
+        "leakage": {**leakage, "unseen": unseen},
         "alignment": alignment(samples),
         "shards": [{"shard": sh["shard"], "split": sh["split"], "samples": sh["samples"], "bytes": sh["bytes"],
                     "sha256": sh["sha256"][:12]} for sh in manifest["shards"]],
@@ -412,7 +526,7 @@ def build_report(out: str, manifest: dict[str, Any] | None = None) -> dict[str, 
         "gallery": shown,
     }
     report["warnings"] = warnings_for(report["headline"], report["completeness"], overlap,
-                                      manifest["counts"].get("unassigned", {}))
+                                      manifest["counts"].get("unassigned", {}), leakage, unseen)
     folder = join(out, "report")
     for name, data in {**figures, **gallery_images}.items():
         write_bytes(f"{folder}/{name}", data)

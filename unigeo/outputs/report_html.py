@@ -62,13 +62,14 @@ TEMPLATE = """<!doctype html>
 
 <section id="gallery"><h2>Gallery</h2>
 <p class="muted">{{ r.gallery | length }} samples drawn at random (seeded by the build's seed) from one random
- shard per split: every crop shown up to four, the aerial tile, the DSM shaded (grey: unknown height) and the text.</p>
+ shard per split: every crop shown up to four, the aerial tile, the DSM shaded with its colour bar in metres (grey:
+ unknown height) and the text.</p>
 {% for g in r.gallery %}<div class="sample"><div class="muted"><b>{{ g.split }}</b> <code>{{ g.key }}</code>
  ({{ '%.5f' % g.lat }}, {{ '%.5f' % g.lon }}), {{ g.panoramas }} panoramas{% if g.dates %}, {{ g.dates.first }} to
  {{ g.dates.last }}{% endif %}; {{ g.shard }}</div>
 <div class="row">{% for c in g.crops %}<img alt="crop" src="data:image/jpeg;base64,{{ figs[c] }}">{% endfor %}
 {% if g.aerial %}<img alt="aerial" src="data:image/jpeg;base64,{{ figs[g.aerial] }}">{% else %}<span class="muted">no aerial</span>{% endif %}
-{% if g.dsm %}<img alt="dsm" src="data:image/jpeg;base64,{{ figs[g.dsm] }}">{% else %}<span class="muted">no DSM</span>{% endif %}</div>
+{% if g.dsm %}<img alt="dsm" src="data:image/{{ 'png' if g.dsm.endswith('.png') else 'jpeg' }};base64,{{ figs[g.dsm] }}">{% else %}<span class="muted">no DSM</span>{% endif %}</div>
 <p class="text">{{ g.text }}</p></div>
 {% else %}<p class="muted">no sample to show</p>{% endfor %}
 </section>
@@ -83,6 +84,7 @@ TEMPLATE = """<!doctype html>
 <section id="distributions" class="figs"><h2>Distributions</h2>
 <img alt="panoramas per cell" src="data:image/png;base64,{{ figs['hist_panoramas_per_cell.png'] }}">
 <img alt="capture years" src="data:image/png;base64,{{ figs['hist_capture_years.png'] }}">
+{% if 'hist_years_by_split.png' in figs %}<img alt="capture years by split" src="data:image/png;base64,{{ figs['hist_years_by_split.png'] }}">{% endif %}
 <table><tr><th class="l">year</th>{% for y in r.capture_years %}<th>{{ y }}</th>{% endfor %}</tr>
 <tr><td class="l">panoramas</td>{% for y, n in r.capture_years.items() %}<td>{{ n }}</td>{% endfor %}</tr></table>
 </section>
@@ -113,6 +115,28 @@ TEMPLATE = """<!doctype html>
 </table>
 {% if 'hist_test_to_train_m.png' in figs %}<div class="figs"><img alt="test to train distance" src="data:image/png;base64,{{ figs['hist_test_to_train_m.png'] }}"></div>{% endif %}
 </section>
+
+{% if r.leakage %}{% set lk = r.leakage %}
+<section id="leakage"><h2>Split leakage</h2>
+<p class="muted">What the test split shares with the train split. A test sample in a cell that also has a train
+ sample is compared with it member by member: identical bytes (the same raster epoch, the same points of interest)
+ can be matched without learning the place. Unseen test cells have no train sample; their distance to the nearest
+ train cell says whether they are new places or neighbours of trained ones.</p>
+<table id="leakage-members"><tr><th class="l">member</th><th>test samples compared</th><th>identical to the cell's train sample</th><th>share</th></tr>
+{% for kind, m in lk.members.items() %}<tr><td class="l">{{ kind }}</td>{% if m %}<td>{{ m.compared }}</td><td>{{ m.identical }}</td>
+<td>{{ '%.1f%%' % (100 * m.share) }}</td>{% else %}<td colspan="3">not recorded by this build</td>{% endif %}</tr>{% endfor %}
+</table>
+<table id="leakage-unseen">
+<tr><th class="l">unseen test cells (no train sample in the cell)</th><td>{{ lk.unseen.unseen_test_cells }}</td></tr>
+{% if lk.unseen.to_nearest_train_m %}{% set u = lk.unseen.to_nearest_train_m %}
+<tr><th class="l">unseen test cell to nearest train cell (m): min / median / max</th><td>{{ u.min }} / {{ u.median }} / {{ u.max }}</td></tr>{% endif %}
+<tr><th class="l">spatially held out ({{ '%.0f' % lk.unseen.held_out_m }} m or more from every train cell)</th><td>{{ lk.unseen.spatially_held_out_cells }}</td></tr>
+</table>
+<table id="years-by-split"><tr><th class="l">year</th>{% for y in r.capture_years %}<th>{{ y }}</th>{% endfor %}</tr>
+{% for g, years in r.capture_years_by_split.items() %}<tr><td class="l">{{ g }}</td>{% for y in r.capture_years %}<td>{{ years.get(y, 0) }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+</section>
+{% endif %}
 
 <section id="shards"><h2>Shards</h2>
 <table><tr><th class="l">shard</th><th class="l">split</th><th>samples</th><th>MB</th><th class="l">sha256</th></tr>
