@@ -27,7 +27,8 @@ def per_sample(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"samples": n, "bytes_per_sample_by_member": kinds,
             "bytes_per_sample_excluding_crops": round(sum(v for k, v in kinds.items() if k != CROP_KIND)),
             "crops_per_sample": round(overall["members"].get(CROP_KIND, 0) / n, 3),
-            "bytes_per_crop": round(overall["member_bytes"].get(CROP_KIND, 0) / max(1, overall["members"].get(CROP_KIND, 0))),
+            "bytes_per_crop": round(overall["member_bytes"].get(CROP_KIND, 0)
+                                    / max(1, overall["members"].get(CROP_KIND, 0))),
             "shard_bytes": overall["shard_bytes"], "job_s": manifest["run"]["duration_s"]}
 
 

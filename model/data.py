@@ -334,12 +334,18 @@ class ShardStream(IterableDataset):
             yield {BAD_SAMPLE: str(e)}  # arrive wrapped in its traceback
 
 
+def _as_is(item: dict[str, Any]) -> dict[str, Any]:
+    """The loader's per-item conversion: none. ``collate`` stacks the arrays of a batch itself (into new,
+    writable arrays); torch's default conversion would wrap each decoded array, read-only cached ones too."""
+    return item
+
+
 def rank_batches(stream: ShardStream, batch_size: int, workers: int = 2,
                  loader_factory: Callable[..., DataLoader] = DataLoader) -> Iterator[dict[str, Any]]:
     """The epoch's batches on this rank: exactly ``steps_per_epoch`` of them, every sample once."""
     steps = steps_per_epoch(stream.total, batch_size, stream.world_size)
     sizes = batch_sizes(stream.rank_samples(), steps)
-    loader = loader_factory(stream, batch_size=None, num_workers=workers,
+    loader = loader_factory(stream, batch_size=None, num_workers=workers, collate_fn=_as_is,
                             persistent_workers=False, prefetch_factor=8 if workers else None)
     it = iter(loader)
     for size in sizes:

@@ -11,6 +11,7 @@ never the split.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -252,12 +253,31 @@ def _embed_split(model: UniGeoModel, shards: list[Any], decoder: Decoder, train_
     return arrays, spools, sv_members
 
 
+def final_loss(checkpoint: str, state: dict[str, Any]) -> float | None:
+    """The checkpoint's last epoch loss: recorded in it, or (older checkpoints) the last epoch record of the
+    run's ``log.jsonl`` for that epoch; None when neither has it."""
+    if state.get("loss") is not None:
+        return float(state["loss"])
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "log.jsonl")
+    found = None
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("event") == "epoch" and record.get("epoch") == state.get("epoch"):
+                        found = float(record["loss"])
+    return found
+
+
 def _finish(out: str, checkpoint: str, state: dict[str, Any], cfg: ModelConfig, model: UniGeoModel, data: str,
             manifest_sha: str, shards: list[Any], arrays: dict[str, np.ndarray], sv_members: list[list[str]],
             examples: int) -> dict[str, Any]:
     """metrics.json and the examples page from the embedded arrays."""
     metrics = compute_metrics(arrays, model.modalities)
     metrics["checkpoint"] = {"path": os.path.abspath(checkpoint), "epoch": int(state["epoch"]) + 1,
+                             "epochs": (state.get("train_config") or {}).get("epochs"),
+                             "final_loss": final_loss(checkpoint, state),
                              "modalities": list(model.modalities), "coords": cfg.coords,
                              "coords_depth": cfg.coords_depth, "build": state.get("build"),
                              "unigeo_version": state.get("unigeo_version")}

@@ -5,6 +5,8 @@ For a query with true location ``q`` and a gallery of locations with embeddings:
 - accuracy@100m: the top-1 gallery item lies within 100 m (haversine) of ``q``;
 - r@1, r@5: the query's own location (same key; same cell for geolocation) is among the top 1 / 5;
 - median_m: median distance from ``q`` to the top-1 item;
+- top1_distinct, top1_max_share: how many gallery rows are ranked first by some query, and the share of the
+  queries whose top-1 is the most frequent one (collapse shows as few rows and a large share);
 - chance@100m: the accuracy@100m of picking a gallery item uniformly at random, i.e. the mean over
   queries of the fraction of the gallery within 100 m.
 
@@ -142,8 +144,9 @@ def retrieval(queries: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlo
     n_q, n_g = len(queries), len(gallery)
     if n_q == 0 or n_g == 0:
         return {"acc@100m": None, "r@1": None, "r@5": None, "median_m": None, "n_queries": n_q,
-                "n_gallery": n_g, "chance@100m": None}
+                "n_gallery": n_g, "chance@100m": None, "top1_distinct": None, "top1_max_share": None}
     order = top_k(queries, gallery)
+    top1_counts = np.bincount(order[:, 0], minlength=n_g)
     top1 = haversine_m(qlat, qlon, glat[order[:, 0]], glon[order[:, 0]])
     hits = gallery_item[order] == query_item[:, None]
     return {
@@ -154,6 +157,10 @@ def retrieval(queries: np.ndarray, query_item: np.ndarray, qlat: np.ndarray, qlo
         "n_queries": int(n_q),
         "n_gallery": int(n_g),
         "chance@100m": float(np.mean(within_radius_share(qlat, qlon, glat, glon))),
+        # How spread the top-1 results are: distinct gallery rows ranked first, and the share of the queries
+        # whose top-1 is the single most frequent row (a collapsed model sends most queries to a few rows).
+        "top1_distinct": int((top1_counts > 0).sum()),
+        "top1_max_share": float(top1_counts.max() / n_q),
     }
 
 

@@ -344,7 +344,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, explicit: Collection[str] = 
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "epoch": epoch, "model_config": model_cfg.to_json(), "train_config": dataclasses.asdict(cfg),
                 "tokenizer": TOKENIZER, "train_samples": total, "rng": {"torch": torch.get_rng_state()},
-                "build": build, "unigeo_version": __version__})
+                "build": build, "unigeo_version": __version__, "loss": record["loss"]})
             log.info("epoch %d/%d: loss %.4f, %.1f samples/s, checkpoint %s", epoch + 1, cfg.epochs,
                      record["loss"], record["samples_per_s"], ckpt_path)
         barrier(d)

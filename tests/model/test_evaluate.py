@@ -66,10 +66,11 @@ def _hav(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 def _retrieval(queries: list[tuple[np.ndarray, float, float, int]],
                gallery: list[tuple[np.ndarray, float, float, int]]) -> dict:
     """Written out query by query; items are (vector, lat, lon, identity), similarity = dot product."""
-    acc, r1, r5, top_d, chance = [], [], [], [], []
+    acc, r1, r5, top_d, chance, firsts = [], [], [], [], [], []
     for q, qlat, qlon, qid in queries:
         sims = [float(q @ g) for g, *_ in gallery]
         order = sorted(range(len(gallery)), key=lambda j: (-sims[j], j))
+        firsts.append(order[0])
         d = _hav(qlat, qlon, gallery[order[0]][1], gallery[order[0]][2])
         acc.append(d <= 100)
         top_d.append(d)
@@ -77,7 +78,9 @@ def _retrieval(queries: list[tuple[np.ndarray, float, float, int]],
         r5.append(any(gallery[j][3] == qid for j in order[:5]))
         chance.append(np.mean([_hav(qlat, qlon, g[1], g[2]) <= 100 for g in gallery]))
     return {"acc@100m": np.mean(acc), "r@1": np.mean(r1), "r@5": np.mean(r5), "median_m": np.median(top_d),
-            "n_queries": len(queries), "n_gallery": len(gallery), "chance@100m": np.mean(chance)}
+            "n_queries": len(queries), "n_gallery": len(gallery), "chance@100m": np.mean(chance),
+            "top1_distinct": len(set(firsts)),
+            "top1_max_share": max(firsts.count(j) for j in set(firsts)) / len(firsts)}
 
 
 def _expected(z: np.lib.npyio.NpzFile, subset: str) -> dict:
@@ -130,10 +133,25 @@ def test_every_metric_is_recomputed_from_the_embeddings(evaluated: dict[int, Pat
                 for k, v in fig.items():
                     assert got[block][name][k] == pytest.approx(v, abs=1e-9), (subset, name, k)
                     checked += 1
-    assert checked == 3 * (20 + 5) * 7
+    assert checked == 3 * (20 + 5) * 9
     assert metrics["n_seen"] + metrics["n_unseen"] == metrics["n_locations"] == len(z["key"])
     for fig in metrics["pairs"].values():
         assert 0 <= fig["acc@100m"] <= 1 and 0 <= fig["chance@100m"] <= 1
+
+
+def _page_pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if x < 0.01 else f"{100 * x:.1f}%"
+
+
+def test_collapse_is_flagged_on_the_page() -> None:
+    """A pair whose queries all retrieve one of two gallery items is flagged; a spread one is not."""
+    from unigeo.model.eval_html import collapse_warnings
+
+    spread = {"top1_max_share": 0.05, "top1_distinct": 40, "n_queries": 56, "n_gallery": 56}
+    collapsed = {"top1_max_share": 0.71, "top1_distinct": 2, "n_queries": 56, "n_gallery": 56}
+    warnings = collapse_warnings({"pairs": {"sv->aerial": collapsed, "aerial->sv": spread},
+                                  "geolocation": {"ensemble": spread}})
+    assert len(warnings) == 1 and warnings[0].startswith("sv->aerial: 71% of its 56 queries")
 
 
 def test_retrieval_page_renders_in_headless_chromium(evaluated: dict[int, Path], tmp_path: Path) -> None:
@@ -148,6 +166,21 @@ def test_retrieval_page_renders_in_headless_chromium(evaluated: dict[int, Path],
     dom = subprocess.run([browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
                          check=True, capture_output=True, timeout=120, text=True).stdout
     assert 'id="examples"' in dom
+    metrics = json.loads((evaluated[64] / "metrics.json").read_text())
+    # The whole evaluation: every pair and geolocation with its figures as metrics.json holds them, chance beside.
+    for block, table, suffix in (("pairs", "pairs-table", ""), ("geolocation", "geolocation-table", "->cells")):
+        section = dom.split(f'id="{table}"')[1].split("</table>")[0]
+        for name, r in metrics[block].items():
+            row = section.split(f'data-name="{name}{suffix}"'.replace(">", "&gt;"))[1].split("</tr>")[0]
+            assert f"({_page_pct(r['chance@100m'])})" in row and _page_pct(r["acc@100m"]) in row, (name, row)
+    assert metrics["checkpoint"]["final_loss"] is not None
+    provenance = dom.split('id="provenance"')[1].split("</table>")[0]
+    assert metrics["data_manifest_sha256"] in provenance and f"{metrics['checkpoint']['final_loss']:.4f}" in provenance
+    # Examples for every query modality, each with its five retrieved items.
+    for m in metrics["checkpoint"]["modalities"]:
+        table = dom.split(f'data-query="{m}"')[1].split("</table>")[0]
+        assert table.count("<tr>") >= 3 and table.count('class="hit"') + table.count('class="miss"') >= 10
+    assert 'id="look-here"' in dom
     shot = tmp_path / "eval.png"
     subprocess.run([browser, *CHROMIUM_FLAGS, "--window-size=1100,1400", f"--screenshot={shot}",
                     page.as_uri()], check=True, capture_output=True, timeout=120)
