@@ -38,6 +38,7 @@ class RenderSpec:
     dsm: tuple[tuple[str, str], ...]
     text: TextOptions = TextOptions()
     pois: str | None = None  # the staged POI table (pipeline.staging)
+    source_root: str | None = None  # the config's folder: the json's input paths are relative to it
 
     def __post_init__(self) -> None:
         if self.years[0] > self.years[1]:
@@ -52,7 +53,8 @@ class _RenderSample(beam.DoFn):
     def setup(self) -> None:
         s = self.spec
         self._renderer = SampleRenderer(s.opts, s.seed, s.holdout_year, s.years, s.aerial, s.dsm, s.text.generator(),
-                                        s.text.radius_m, s.text.max_pois, load_poi_index(s.pois))
+                                        s.text.radius_m, s.text.max_pois, load_poi_index(s.pois),
+                                        source_root=s.source_root)
 
     def teardown(self) -> None:
         if self._renderer is not None:

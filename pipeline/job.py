@@ -130,7 +130,8 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
     located = add_location_stages(p, cfg, staged, opts, out)
     spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
                       tuple((r.path, r.date.isoformat()) for r in aerial),
-                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois)
+                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois,
+                      source_root=parent(cfg.path))
     rendered = located.selected.samples | "RenderSamples" >> RenderSamples(spec)
     (rendered[SUMMARY]
      | "WriteSamples" >> beam.io.WriteToParquet(f"{out}/samples/samples", SAMPLES_SCHEMA, file_name_suffix=".parquet"))

@@ -23,7 +23,7 @@ from rasterio.errors import RasterioIOError
 from threadpoolctl import threadpool_limits
 
 from unigeo.core import reasons
-from unigeo.core.fileio import is_url, read_bytes
+from unigeo.core.fileio import is_url, read_bytes, source_path
 from unigeo.core.sample import (
     KEPT,
     REJECTED,
@@ -122,8 +122,9 @@ class SampleRenderer:
     def __init__(self, opts: ImageryOptions | None, seed: int, holdout_year: int, years: tuple[int, int],
                  aerial: Sequence[tuple[str, str]], dsm: Sequence[tuple[str, str]], generator: TextGenerator,
                  text_radius_m: float, text_max_pois: int, pois: PoiIndex | None,
-                 read: Callable[[str], bytes] = read_bytes) -> None:
+                 read: Callable[[str], bytes] = read_bytes, source_root: str | None = None) -> None:
         self.opts = opts
+        self.source_root = source_root  # input paths in the json are relative to it (the config's folder)
         self.seed = seed
         self.generator = generator
         self.text_radius_m = text_radius_m
@@ -208,7 +209,8 @@ class SampleRenderer:
                 best = Failure(reasons.TILE_NODATA,
                                f"{kind} {epoch.year}: nodata {nodata:.2f} > {self.opts.max_nodata}")
                 continue
-            meta: TileMeta = {"member": TILE_MEMBERS[kind], "year": epoch.year, "files": list(epoch.paths),
+            meta: TileMeta = {"member": TILE_MEMBERS[kind], "year": epoch.year,
+                              "files": [source_path(p, self.source_root) for p in epoch.paths],
                               "dates": [self.dates[kind][p] for p in epoch.paths], "crs": grid.crs,
                               "gsd": self.opts.gsd, "size": grid.size, "transform": list(grid.transform),
                               "nodata_fraction": round(nodata, 4)}
@@ -223,6 +225,8 @@ class SampleRenderer:
         if self.opts is None:  # location stages only: no image is opened
             out.ledger = [LedgerRow(p["row"], p["pano_id"], key.metro, key.cell, key.split, KEPT, "", "",
                                     capture_year(p["captured_at"])) for p in sample["panoramas"]]
+            sample = {**sample, "panoramas": [{**p, "uri": source_path(p["uri"], self.source_root)}
+                                              for p in sample["panoramas"]]}
             out.summary = summary_row(sample, 0)
             out.encoded = encode_sample(key.metro, key.split, key.name, {"json": sample})
             return out
@@ -239,7 +243,7 @@ class SampleRenderer:
                 continue
             crop_members, crop_meta = result
             members += crop_members
-            kept.append({**pano, "crops": crop_meta})
+            kept.append({**pano, "uri": source_path(pano["uri"], self.source_root), "crops": crop_meta})
             out.ledger.append(LedgerRow(*row, KEPT, "", "", year))
         if not kept:
             out.reject("imagery", Reject("cell", key.name, reasons.NO_USABLE_PANORAMA, "every selected panorama failed",

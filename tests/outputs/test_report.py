@@ -101,8 +101,14 @@ def test_page_renders_in_headless_chromium(built: Path, tmp_path: Path) -> None:
     dom = subprocess.run([browser, *CHROMIUM_FLAGS, "--virtual-time-budget=5000", "--dump-dom", url],
                          check=True, capture_output=True, timeout=120, text=True).stdout
     for heading in ("Summary", "Splits", "Gallery", "Maps", "Distributions", "Rejects", "Modality completeness",
-                    "Train / test spatial overlap", "Alignment QA"):
+                    "Train / test spatial overlap", "Split leakage", "Alignment QA"):
         assert f">{heading}</h2>" in dom
+    report = json.loads((built / "report" / "report.json").read_text())
+    members = dom.split('id="leakage-members"')[1].split("</table>")[0]
+    dsm = report["leakage"]["members"]["dsm"]
+    assert f"<td>{dsm['compared']}</td><td>{dsm['identical']}</td>" in members
+    look = dom.split('id="warnings"')[1].split("</section>")[0]
+    assert "exact DSM bytes" in look and "capture years by split" in dom
     m = re.search(r'data-images="(\d+)" data-images-loaded="(\d+)"', dom)
     assert m and int(m[1]) >= 5 and m[1] == m[2]  # every figure decoded, with the network unreachable
     assert "outside_metros" in dom and "riverton" in dom
@@ -143,10 +149,59 @@ def test_the_gallery_shows_real_samples_of_each_split(built: Path) -> None:
         assert g["text"] == members["txt"].decode()
         assert g["crops"] and all((built / "report" / c).read_bytes() == members[c.split(f"{g['key']}_")[1]]
                                   for c in g["crops"])
-        for image in [*g["crops"], g["aerial"], g["dsm"]]:
+        for image in [*g["crops"], g["aerial"]]:
             with Image.open(built / "report" / image) as img:
                 assert img.format == "JPEG" and min(img.size) >= 64
-    assert html.count('src="data:image/jpeg;base64,') == sum(len(g["crops"]) + 2 for g in gallery)
+        if g["dsm"]:  # shaded, with its colour bar in metres beside the tile: wider than tall
+            with Image.open(built / "report" / g["dsm"]) as img:
+                assert img.format == "PNG" and img.width > img.height >= 64
+    assert html.count('src="data:image/jpeg;base64,') == sum(len(g["crops"]) + bool(g["aerial"]) for g in gallery)
+    assert html.count('alt="dsm" src="data:image/png;base64,') == sum(bool(g["dsm"]) for g in gallery)
+
+
+def test_look_here_flags_split_leakage_as_the_shards_hold_it(built: Path) -> None:
+    """Per member, the share of test samples whose bytes equal their cell's train sample's, recomputed from the
+    shards themselves; the unseen cells' distance to the nearest train cell; years by split."""
+    import numpy as np
+
+    from unigeo.core.sample import tile_member
+    from unigeo.outputs.readers import iter_shard
+    from unigeo.pipeline.fps import local_metres
+
+    report = json.loads((built / "report" / "report.json").read_text())
+    manifest = json.loads((built / "manifest.json").read_text())
+    by_split: dict[str, dict[str, dict]] = {"train": {}, "test": {}}
+    for s in manifest["shards"]:
+        for _key, members in iter_shard(str(built / s["shard"])):
+            meta = json.loads(members["json"])
+            by_split[meta["split"]][meta["cell"]] = {"meta": meta, **{
+                kind: members.get(tile_member(members, kind) or "") for kind in ("aerial", "dsm")},
+                "txt": members.get("txt")}
+    train, test = by_split["train"], by_split["test"]
+    seen = [c for c in test if c in train]
+    leak = report["leakage"]
+    assert leak["test_samples_in_seen_cells"] == len(seen) > 0
+    for kind in ("aerial", "dsm", "txt"):
+        pairs = [(test[c][kind], train[c][kind]) for c in seen if test[c][kind] and train[c][kind]]
+        same = sum(a == b for a, b in pairs)
+        assert leak["members"][kind] == {"compared": len(pairs), "identical": same,
+                                         "share": round(same / len(pairs), 4) if pairs else 0.0}, kind
+    unseen = [c for c in test if c not in train]
+    assert leak["unseen"]["unseen_test_cells"] == len(unseen) > 0
+    d = [min(float(np.hypot(*local_metres(np.array([t["meta"]["lat"]]), np.array([t["meta"]["lon"]]),
+                                           np.array([test[c]["meta"]["lat"]]), np.array([test[c]["meta"]["lon"]]))[0]))
+             for t in train.values()) for c in unseen]
+    assert leak["unseen"]["to_nearest_train_m"]["max"] == pytest.approx(max(d), abs=0.2)
+    warnings = " ".join(w["message"] for w in report["warnings"])
+    dsm = leak["members"]["dsm"]
+    assert dsm["identical"] > 0 and f"{dsm['share']:.1%} of the {dsm['compared']} test samples" in warnings
+    if max(d) < 1000:
+        assert "no spatially held-out test set" in warnings
+    years = report["capture_years_by_split"]
+    holdout = manifest["options"]["holdout_year"]
+    assert set(years["test"]) == {str(holdout)} and str(holdout) not in years["train"]
+    assert sum(sum(g.values()) for g in years.values()) == sum(report["capture_years"].values())
+    assert "hist_years_by_split.png" in report["figures"]
 
 
 def test_maps_of_large_metros_aggregate_cells(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -206,3 +206,22 @@ def test_manifest_counts_bytes_per_member_kind(built: Path) -> None:
             for ext, data in members.items():
                 found[member_kind(ext)] = found.get(member_kind(ext), 0) + len(data)
     assert manifest["counts"]["overall"]["member_bytes"] == found and found["dsm.npy"] > 0
+
+
+def test_sample_json_names_its_sources_relative_to_the_config(tiny_world: Path, tiny_build: Path) -> None:
+    """No build machine's absolute path in a sample: panorama uris and tile files are relative to the folder
+    of sources.yaml and resolve there to the files the build read."""
+    from unigeo.outputs.readers import iter_shard
+
+    manifest = json.loads((tiny_build / "manifest.json").read_text())
+    seen = 0
+    for s in manifest["shards"]:
+        for _, members in iter_shard(str(tiny_build / s["shard"])):
+            meta = json.loads(members["json"])
+            paths = [p["uri"] for p in meta["panoramas"]]
+            paths += [f for kind in ("aerial", "dsm") if meta.get(kind) for f in meta[kind]["files"]]
+            for path in paths:
+                assert not Path(path).is_absolute() and str(tiny_world) not in path, path
+                assert (tiny_world / path).is_file(), path
+                seen += 1
+    assert seen > 20

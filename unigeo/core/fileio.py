@@ -62,6 +62,17 @@ def join(folder: str, rel: str) -> str:
     return f"{folder.rstrip('/')}/{rel}"
 
 
+def source_path(path: str, root: str | None) -> str:
+    """How a sample records an input file: relative to ``root`` (the config's folder) when both are local
+    (``../imagery/a.tif`` too), relative when a URL lies under a URL ``root``, else as it is, so that a
+    sample never carries the build machine's absolute paths of files beside its config."""
+    if root is None:
+        return path
+    if is_url(path) or is_url(root):
+        return relative(root, path)
+    return os.path.relpath(path, root)
+
+
 def relative(folder: str, path: str) -> str:
     """``path`` relative to ``folder`` when it lies inside it, else unchanged."""
     prefix = folder.rstrip("/") + "/"

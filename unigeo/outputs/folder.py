@@ -73,7 +73,7 @@ OWNED = tuple(re.compile(p) for p in (
     r"(cells|samples|ledger|rejects)/beam-temp-[^/]+(/.*)?",
     r"inputs/(metros\.geojson|pois\.parquet|poi_rejects\.parquet)",
     r"report/(report\.json|index\.html|hist_[a-z_]+\.png|map_(split|panoramas)_[a-z0-9_]+\.png)",
-    rf"report/gallery_[0-9a-f]+_{_SPLIT}_(sv\.\d{{3}}\.jpg|aerial\.jpg|dsm\.jpg)",
+    rf"report/gallery_[0-9a-f]+_{_SPLIT}_(sv\.\d{{3}}\.jpg|aerial\.jpg|dsm\.(jpg|png))",
     rf"({re.escape(STAGING)}|{re.escape(PREVIOUS)})(/.*)?",
     rf"{BUILDS}(/{_ID}(/.*)?)?",
     re.escape(JOURNAL),
