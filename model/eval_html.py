@@ -206,7 +206,7 @@ def _examples(out: str, shards: Sequence[Shard], arrays: dict[str, np.ndarray], 
     n = len(arrays["key"])
     plans = []
     for q in modalities:
-        g = EXAMPLE_GALLERY.get(q, "aerial")
+        g: str | None = EXAMPLE_GALLERY.get(q, "aerial")
         if g not in modalities or g == q:
             g = next((m for m in modalities if m != q), None)
         if g is None or q not in arrays or not len(arrays[q]) or g not in arrays or not len(arrays[g]):

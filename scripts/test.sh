@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command of the README: a fresh virtual environment, the project with its trainer and dev
-# extras, then lint (ruff), types (mypy), import layers (import-linter), the worker image (hadolint)
-# and the test suite (pytest).
+# The test command of the README: the virtual environment .venv (created if missing), the project with its
+# trainer and dev extras, then lint (ruff), types (mypy), import layers (import-linter), the worker image
+# (hadolint), the documentation site in strict mode (mkdocs: a broken link or a missing page fails) and the
+# test suite (pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -12,4 +13,7 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python scripts/mapped.py mypy -p unigeo
 .venv/bin/python scripts/mapped.py lint-imports
 .venv/bin/hadolint Dockerfile
+site_dir="$(mktemp -d)"
+.venv/bin/mkdocs build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
 .venv/bin/pytest -ra "$@"

@@ -113,39 +113,6 @@ def test_demo_runs_synth_build_and_audit(tmp_path: Path) -> None:
     assert overall["members"]["aerial.png"] > 0 and overall["members"]["dsm.npy"] > 0
 
 
-def test_readme_option_table_matches_the_declared_defaults() -> None:
-    """Each option is declared once (pipeline/options.py); the README's table must agree with it."""
-    import dataclasses
-    import re
-
-    from unigeo.core.options import flag_of, option_fields
-    from unigeo.pipeline.options import BuildOptions, ImageryOptions, TextOptions
-
-    declared = {f"--{flag_of(f)}": f.default for cls in (BuildOptions, ImageryOptions, TextOptions)
-                for f in option_fields(cls) if not isinstance(f.default, dataclasses._MISSING_TYPE)}
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    documented: dict[str, str] = {}
-    for line in readme.splitlines():
-        if not line.startswith("| `--"):
-            continue
-        flags_cell, default_cell = line.split("|")[1:3]
-        flags = re.findall(r"`(--[a-z-]+)`", flags_cell)
-        defaults = [d.strip() for d in default_cell.split(",")]
-        assert len(flags) == len(defaults), line
-        documented.update(zip(flags, defaults))
-    assert set(documented) == set(declared)
-    for flag, text in documented.items():
-        value = declared[flag]
-        if value is None:
-            assert text in ("none", "level - 6"), flag
-        elif isinstance(value, bool):
-            assert text == ("on" if value else "off"), flag
-        elif isinstance(value, (int, float)):
-            assert float(text) == float(value), flag
-        else:
-            assert text == str(value), flag
-
-
 def test_zero_crops_per_panorama_is_refused_before_any_work(tmp_path: Path) -> None:
     """0 crops would label every good panorama unreadable; skipping imagery is --no-imagery."""
     result = CliRunner().invoke(cli, ["build", "--config", str(tmp_path / "sources.yaml"), "--out",

@@ -102,3 +102,55 @@ def test_the_worker_install_has_no_torch() -> None:
     _closure("unigeo", frozenset({"gcp"}), seen)
     assert {"apache-beam", "rasterio", "webdataset", "gcsfs"} <= seen
     assert "torch" not in seen and "tokenizers" not in seen, sorted(seen)
+
+
+def _one_line_error(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert "Traceback" not in output and lines and lines[-1].startswith("Error: "), output
+    return lines[-1]
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (["--project", "p", "--region", "r", "--temp_location", "gs://B/tmp", "--staging_location", "gs://B/staging"],
+     ["Invalid GCS bucket (gs://B/tmp)", "temp_location", "staging_location", "Invalid Project ID (p)"]),
+    (["--project", "unigeo-test", "--region", "us-central1"], ["--temp_location: required with DataflowRunner"]),
+])
+def test_beam_option_errors_exit_2_in_one_line_before_any_network(tiny_world: Path, flags: list[str],
+                                                                  names: list[str]) -> None:
+    """Beam's own validation of Dataflow options (a bad project id, a bucket name Beam refuses, a missing temp
+    location) is an exit-2 usage error in one line, found before Beam would try to create a bucket."""
+    import time
+
+    started = time.monotonic()
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out",
+                                 "gs://unigeo-test/out", "--runner", "DataflowRunner", "--dry_run=True", *flags])
+    elapsed = time.monotonic() - started
+    assert r.exit_code == 2, r.output
+    line = _one_line_error(r.output)
+    assert all(n in line for n in names), line
+    assert elapsed < 10, elapsed  # no network retry: Beam's default-bucket creation alone tries for 120 s
+
+
+def test_an_invalid_bucket_in_a_url_is_a_usage_error(tiny_world: Path) -> None:
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(tiny_world / "sources.yaml"), "--out",
+                                 "gs://My_Bucket/data"])
+    assert r.exit_code == 2, r.output
+    assert "'My_Bucket' is not a valid gs:// bucket name" in _one_line_error(r.output)
+
+
+def test_an_unreachable_config_url_fails_in_one_line_with_exit_1(tmp_path: Path) -> None:
+    """No credentials and no network: the config's URL is tried once, for a bounded time, and the command
+    exits 1 naming the URL and what to check, instead of a client's retries and a long traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "UNIGEO_REMOTE_TIMEOUT_S": "4", "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+           "NO_GCE_CHECK": "true"}
+    url = "gs://unigeo-test-no-such-bucket/world/sources.yaml"
+    r = subprocess.run([sys.executable, "-m", "unigeo", "-q", "build", "--config", url, "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    line = _one_line_error(r.stderr)
+    assert url in line and "credentials" in line, line
+    assert not (tmp_path / "o").exists()
