@@ -120,7 +120,7 @@ def run_eval(data: str, checkpoint: str, out: str | None, batch_size: int, devic
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--examples", type=click.IntRange(min=0), default=12, show_default=True,
-              help="Retrieval examples shown in index.html.")
+              help="Retrieval examples on index.html, in all, spread over the query modalities (at least two each).")
 @click.option("--json", "as_json", is_flag=True, help="Also print metrics.json.")
 @verbosity
 def eval_command(data: str, checkpoint: str, out: str | None, batch_size: int, device: str, examples: int,
