@@ -154,3 +154,31 @@ def test_an_unreachable_config_url_fails_in_one_line_with_exit_1(tmp_path: Path)
     line = _one_line_error(r.stderr)
     assert url in line and "credentials" in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_input_url_in_a_local_config_fails_in_one_line(tiny_world: Path, tmp_path: Path) -> None:
+    """A local sources.yaml whose panorama index lives in a bucket that cannot be reached: exit 1 naming it."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = yaml.safe_load((tiny_world / "sources.yaml").read_text())
+    config["panoramas"] = "gs://unigeo-test-no-such-bucket/panos.parquet"
+    config["metros"] = [{**m, "boundary": str(tiny_world / m["boundary"])} for m in config["metros"]]
+    for kind in ("aerial", "dsm"):
+        config[kind] = [str(tiny_world / r) if isinstance(r, str) else {**r, "path": str(tiny_world / r["path"])}
+                        for r in config[kind]]
+    if config.get("pois"):
+        config["pois"] = str(tiny_world / config["pois"])
+    if config.get("dates"):
+        config["dates"] = {str(tiny_world / k): v for k, v in config["dates"].items()}
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "UNIGEO_REMOTE_TIMEOUT_S": "4", "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+           "NO_GCE_CHECK": "true"}
+    r = subprocess.run([sys.executable, "-m", "unigeo", "-q", "build", "--config", str(path), "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "gs://unigeo-test-no-such-bucket/panos.parquet" in _one_line_error(r.stderr)

@@ -75,13 +75,24 @@ def check_remote(config_path: str, out: str, dry: bool) -> None:
         ConfigError: an invalid bucket name.
         AccessError: a URL that cannot be reached.
     """
-    from unigeo.core.fileio import check_bucket, probe
+    from unigeo.core.fileio import check_bucket, is_url, probe
+    from unigeo.sources.config import load_config
 
     for url in (config_path, out):
         check_bucket(url)
     probe(config_path)
     if not dry:
         probe(out)
+    cfg = load_config(config_path)
+    inputs = [cfg.panoramas, *(m.boundary for m in cfg.metros), *(r.path for r in (*cfg.aerial, *cfg.dsm)),
+              *([cfg.pois] if cfg.pois else [])]
+    buckets: dict[str, str] = {}  # one input per bucket: credentials and network are per store
+    for path in inputs:
+        if is_url(path):
+            check_bucket(path)
+            buckets.setdefault(path.split("/", 3)[2] if "://" in path else path, path)
+    for path in buckets.values():
+        probe(path)
 
 
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:

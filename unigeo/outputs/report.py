@@ -106,6 +106,15 @@ def completeness(samples: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def nearest_distances_m(targets: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
+    """Metres from each row of ``queries`` to the nearest row of ``targets`` (both with lat and lon)."""
+    tree = shapely.STRtree(shapely.points(targets["lon"].to_numpy(), targets["lat"].to_numpy()))
+    nearest = tree.query_nearest(shapely.points(queries["lon"].to_numpy(), queries["lat"].to_numpy()),
+                                 all_matches=False)[1]
+    return np.hypot(*local_metres(targets["lat"].to_numpy()[nearest], targets["lon"].to_numpy()[nearest],
+                                  queries["lat"].to_numpy(), queries["lon"].to_numpy()).T)
+
+
 def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
     """Cells present in both splits, and how far each test cell is from the nearest train cell."""
     train = samples[samples["split"] == TRAIN]
@@ -116,11 +125,7 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
                            "share_of_test_cells_in_both": round(len(both) / max(1, test["cell"].nunique()), 4),
                            "test_to_nearest_train_m": None}  # None: a split is empty, no distance to give
     if len(train) and len(test):
-        tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
-        nearest = tree.query_nearest(shapely.points(test["lon"].to_numpy(), test["lat"].to_numpy()),
-                                     all_matches=False)[1]
-        d = np.hypot(*local_metres(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
-                                   test["lat"].to_numpy(), test["lon"].to_numpy()).T)
+        d = nearest_distances_m(train, test)
         out["test_to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                           "p90": round(float(np.percentile(d, 90)), 1), "max": round(float(d.max()), 1)}
         out["_distances"] = d
@@ -140,11 +145,7 @@ def unseen_distances(samples: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {"unseen_test_cells": int(unseen["cell"].nunique()), "held_out_m": SPATIAL_HOLDOUT_M,
                            "spatially_held_out_cells": 0, "to_nearest_train_m": None}
     if len(train) and len(unseen):
-        tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
-        nearest = tree.query_nearest(shapely.points(unseen["lon"].to_numpy(), unseen["lat"].to_numpy()),
-                                     all_matches=False)[1]
-        d = np.hypot(*local_metres(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
-                                   unseen["lat"].to_numpy(), unseen["lon"].to_numpy()).T)
+        d = nearest_distances_m(train, unseen)
         out["to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                      "max": round(float(d.max()), 1)}
         out["spatially_held_out_cells"] = int((d >= SPATIAL_HOLDOUT_M).sum())
