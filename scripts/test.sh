@@ -13,6 +13,7 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python scripts/mapped.py mypy -p unigeo
 .venv/bin/python scripts/mapped.py lint-imports
 .venv/bin/hadolint Dockerfile
+export NO_MKDOCS_2_WARNING=1  # the theme's notice about its successor, printed on every build
 site_dir="$(mktemp -d)"
 .venv/bin/mkdocs build --strict --quiet --site-dir "$site_dir"
 rm -rf "$site_dir"
