@@ -51,10 +51,12 @@ def dense(d: dict[str, np.ndarray]) -> dict[str, Any]:
     dist = haversine_m(d["qlat"][:, None], d["qlon"][:, None], d["glat"][None, :], d["glon"][None, :])
     top1 = dist[np.arange(len(sim)), order[:, 0]]
     hits = np.arange(len(d["g"]))[order] == d["item"][:, None]
+    firsts = np.bincount(order[:, 0], minlength=sim.shape[1])
     return {"acc@100m": float(np.mean(top1 <= RADIUS_M)), "r@1": float(np.mean(hits[:, 0])),
             "r@5": float(np.mean(hits.any(axis=1))), "median_m": float(np.median(top1)),
             "n_queries": len(sim), "n_gallery": sim.shape[1],
-            "chance@100m": float(np.mean(np.mean(dist <= RADIUS_M, axis=1)))}
+            "chance@100m": float(np.mean(np.mean(dist <= RADIUS_M, axis=1))),
+            "top1_distinct": int((firsts > 0).sum()), "top1_max_share": float(firsts.max() / len(sim))}
 
 
 def blocked(d: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def collapse_warnings(metrics: dict[str, Any]) -> list[str]:
     """One line per pair or geolocation whose top-1 results fall on a few gallery items."""
     out = []
     for block, suffix in (("pairs", ""), ("geolocation", "->cells")):
-        for name, r in metrics.get(block, {}).items():
+        for name, fig in metrics.get(block, {}).items():
+            r = {**fig, **metrics.get("top1", {}).get(block, {}).get(name, {})}
             share, n = r.get("top1_max_share"), r.get("n_queries") or 0
             if share is not None and n >= COLLAPSE_MIN_QUERIES and share >= COLLAPSE_SHARE:
                 out.append(f"{name}{suffix}: {share:.0%} of its {n} queries retrieve the same top-1 item "
@@ -115,7 +116,8 @@ def _results_table(metrics: dict[str, Any], block: str, table_id: str, suffix: s
             "<th>distinct top-1</th><th>most frequent top-1</th></tr>")
     rows = []
     sub = metrics.get("subsets", {})
-    for name, r in metrics.get(block, {}).items():
+    for name, fig in metrics.get(block, {}).items():
+        r = {**fig, **metrics.get("top1", {}).get(block, {}).get(name, {})}
         seen = sub.get("seen", {}).get(block, {}).get(name)
         unseen = sub.get("unseen", {}).get(block, {}).get(name)
         median = "-" if r.get("median_m") is None else f"{r['median_m']:,.0f}"

@@ -6,7 +6,8 @@ For a query with true location ``q`` and a gallery of locations with embeddings:
 - r@1, r@5: the query's own location (same key; same cell for geolocation) is among the top 1 / 5;
 - median_m: median distance from ``q`` to the top-1 item;
 - top1_distinct, top1_max_share: how many gallery rows are ranked first by some query, and the share of the
-  queries whose top-1 is the most frequent one (collapse shows as few rows and a large share);
+  queries whose top-1 is the most frequent one (collapse shows as few rows and a large share); kept apart,
+  under ``metrics["top1"]``, so that each figure holds the same seven numbers;
 - chance@100m: the accuracy@100m of picking a gallery item uniformly at random, i.e. the mean over
   queries of the fraction of the gallery within 100 m.
 
@@ -174,6 +175,9 @@ def location_means(emb: np.ndarray, index: np.ndarray, n: int) -> tuple[np.ndarr
     return (sums / np.where(norms > 0, norms, 1)).astype(np.float32), have
 
 
+TOP1_KEYS = ("top1_distinct", "top1_max_share")
+
+
 def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
     """Every figure of ``metrics.json`` from the arrays of ``embeddings.npz``.
 
@@ -235,5 +239,14 @@ def compute_metrics(npz: Any, modalities: Sequence[str]) -> dict[str, Any]:
         return {"pairs": pairs, "geolocation": geo}
 
     everything = block(np.ones(n, dtype=bool))
-    return {**everything, "subsets": {"seen": block(seen), "unseen": block(~seen)},
+    subsets = {"seen": block(seen), "unseen": block(~seen)}
+    # How spread the top-1 results are, overall, beside (not inside) each figure's seven numbers.
+    top1: dict[str, dict[str, Any]] = {"pairs": {}, "geolocation": {}}
+    for name, part in (("all", everything), *subsets.items()):
+        for kind, figures in part.items():
+            for pair, fig in figures.items():
+                spread = {k: fig.pop(k) for k in TOP1_KEYS}
+                if name == "all":
+                    top1[kind][pair] = spread
+    return {**everything, "subsets": subsets, "top1": top1,
             "n_locations": int(n), "n_seen": int(seen.sum()), "n_unseen": int((~seen).sum())}

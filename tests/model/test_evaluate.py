@@ -131,9 +131,15 @@ def test_every_metric_is_recomputed_from_the_embeddings(evaluated: dict[int, Pat
             assert set(got[block]) == set(want[block])
             for name, fig in want[block].items():
                 for k, v in fig.items():
+                    if k.startswith("top1_"):  # the spread of the top-1 results sits beside the figures
+                        if subset == "all":
+                            assert metrics["top1"][block][name][k] == pytest.approx(v, abs=1e-9), (name, k)
+                            checked += 1
+                        continue
                     assert got[block][name][k] == pytest.approx(v, abs=1e-9), (subset, name, k)
                     checked += 1
-    assert checked == 3 * (20 + 5) * 9
+                assert set(got[block][name]) == set(fig) - {"top1_distinct", "top1_max_share"}
+    assert checked == 3 * (20 + 5) * 7 + (20 + 5) * 2
     assert metrics["n_seen"] + metrics["n_unseen"] == metrics["n_locations"] == len(z["key"])
     for fig in metrics["pairs"].values():
         assert 0 <= fig["acc@100m"] <= 1 and 0 <= fig["chance@100m"] <= 1
@@ -149,8 +155,11 @@ def test_collapse_is_flagged_on_the_page() -> None:
 
     spread = {"top1_max_share": 0.05, "top1_distinct": 40, "n_queries": 56, "n_gallery": 56}
     collapsed = {"top1_max_share": 0.71, "top1_distinct": 2, "n_queries": 56, "n_gallery": 56}
-    warnings = collapse_warnings({"pairs": {"sv->aerial": collapsed, "aerial->sv": spread},
-                                  "geolocation": {"ensemble": spread}})
+    figures = {"pairs": {"sv->aerial": {"n_queries": 56, "n_gallery": 56}, "aerial->sv": {"n_queries": 56,
+                                                                                     "n_gallery": 56}},
+               "geolocation": {"ensemble": {"n_queries": 56, "n_gallery": 56}}}
+    warnings = collapse_warnings({**figures, "top1": {"pairs": {"sv->aerial": collapsed, "aerial->sv": spread},
+                                                      "geolocation": {"ensemble": spread}}})
     assert len(warnings) == 1 and warnings[0].startswith("sv->aerial: 71% of its 56 queries")
 
 
