@@ -60,5 +60,5 @@ def demo(out: str, size: str, seed: int, epochs: int | None) -> None:
     run_train(data, run, epochs=epochs, batch_size=32, seed=seed, log_every=5, overwrite=True)  # the demo's own run
     click.echo(f"\n5/5 eval on the {manifest['options'].get('holdout_year', 2023)} split -> {run}/eval")
     run_eval(data, os.path.join(run, "model.pt"), None, 64, "cpu")
-    click.echo(f"\nretrieval examples: {os.path.abspath(run)}/eval/index.html; for a world big enough to learn "
-               "from: unigeo synth --size medium")
+    click.echo(f"\nthe whole evaluation (every pair, geolocation, examples): {os.path.abspath(run)}/eval/index.html; "
+               "for a world big enough to learn from: unigeo synth --size medium")
