@@ -45,9 +45,9 @@ def _kind(param: click.Option) -> str:
         return "flag"
     t = param.type
     if isinstance(t, click.Choice):
-        return " \\| ".join(str(c) for c in t.choices)
+        return " | ".join(str(c) for c in t.choices)  # _cell escapes the bars
     if isinstance(t, (click.IntRange, click.FloatRange)):
-        return t.name.split()[0] + " " + t._describe_range()
+        return f"{t.name.split()[0]} `{t._describe_range()}`"  # a code span: `0<=x<=1` is not HTML
     return t.name
 
 
@@ -148,7 +148,7 @@ def exit_codes_page() -> str:
 
 # The benchmark results the docs show; UNIGEO_BENCH_RESULTS points the site at another folder of them.
 RESULTS = Path(os.environ.get("UNIGEO_BENCH_RESULTS") or Path(__file__).resolve().parents[2] / "bench" / "results")
-RATIO = re.compile(r"(^|_)(vs|ratio|growth|share|x)(_|$)|_vs_|speedup")
+RATIO = re.compile(r"(?:^|[._])(?:vs|ratio|growth|share)(?:[._]|$)|speedup")  # a figure that is a ratio
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -179,8 +179,8 @@ def provenance_line(result: dict[str, Any]) -> str:
 def bench_table(result: dict[str, Any]) -> str:
     """Every figure of a result, ratios first (in bold): they carry over to another machine, times do not."""
     rows = [(k, v) for k, v in _flatten({k: v for k, v in result.items() if k not in ("provenance", "benchmark")})]
-    ratios = [[f"**{k}**", f"**{v}**"] for k, v in rows if RATIO.search(k.rsplit(".", 1)[-1])]
-    others = [[k, v] for k, v in rows if not RATIO.search(k.rsplit(".", 1)[-1])]
+    ratios = [[f"**{k}**", f"**{v}**"] for k, v in rows if RATIO.search(k)]
+    others = [[k, v] for k, v in rows if not RATIO.search(k)]
     return _table(["figure", "value"], ratios + others)
 
 
