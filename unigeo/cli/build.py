@@ -83,7 +83,10 @@ def check_remote(config_path: str, out: str, dry: bool) -> None:
     probe(config_path)
     if not dry:
         probe(out)
-    cfg = load_config(config_path)
+    try:
+        cfg = load_config(config_path)
+    except UniGeoError:
+        return  # the build's own checks report it, in their order (an --out that is a file comes first)
     inputs = [cfg.panoramas, *(m.boundary for m in cfg.metros), *(r.path for r in (*cfg.aerial, *cfg.dsm)),
               *([cfg.pois] if cfg.pois else [])]
     buckets: dict[str, str] = {}  # one input per bucket: credentials and network are per store
