@@ -38,7 +38,7 @@ import yaml
 from bench.bench_crops import panoramas
 from bench.record import save
 from unigeo.cli.build import run_build
-from unigeo.core.fileio import read_bytes
+from unigeo.core.fileio import read_bytes, resolve
 from unigeo.core.sample import SampleKey, encode_tile
 from unigeo.outputs.readers import iter_shard
 from unigeo.pipeline.crops import (
@@ -138,6 +138,9 @@ def main(argv: list[str]) -> None:
                               load_poi_index(os.path.join(build, "inputs", "pois.parquet")))
     metas = [json.loads(members["json"]) for s in manifest["shards"]
              for _, members in iter_shard(os.path.join(build, s["shard"]))]
+    for m in metas:  # a sample names its panoramas relative to the config's folder
+        for p in m["panoramas"]:
+            p["uri"] = resolve(p["uri"], os.path.dirname(os.path.abspath(config)))
     panos = [p for m in metas for p in m["panoramas"]]
     grids = [(m, tile_grid(m["lat"], m["lon"], imagery.gsd, imagery.tile_px)) for m in metas]
     _, crops_s = timed(lambda: [renderer.panorama(p, 0) for p in panos])
