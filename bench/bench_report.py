@@ -82,7 +82,10 @@ def synthetic_samples(cells: pd.DataFrame, rows: int, rng: np.random.Generator) 
         members=panoramas + 4, aerial=aerial, aerial_year=np.where(df["split"] == "test", 2023, 2021),
         aerial_nodata=rng.random(n) * 0.1, dsm=dsm, dsm_year=2020, dsm_nodata=rng.random(n) * 0.1,
         tile_crs="EPSG:32619", tile_gsd=0.6, text="template", text_pois=rng.integers(0, 13, n),
-        missing=np.where(aerial, "", "aerial.png:tile_no_coverage"))
+        missing=np.where(aerial, "", "aerial.png:tile_no_coverage"),
+        # Member digests as a real build's: the aerial and the text differ between splits, the one DSM epoch not.
+        aerial_sha=np.where(aerial, df["cell"] + df["split"], ""), dsm_sha=np.where(dsm, df["cell"], ""),
+        text_sha=df["cell"] + df["split"])
 
 
 def synthetic_ledger(samples: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
