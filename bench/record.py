@@ -28,13 +28,15 @@ def cpu_model() -> str:
 
 
 def commit() -> str:
-    """The commit measured, with ``+dirty`` when the working tree has changes ('unknown' outside git)."""
+    """The commit measured, with ``+dirty`` when tracked files other than results have changes ('unknown'
+    outside git)."""
     root = os.path.dirname(RESULTS)
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"],  # results are what benchmarks write, not code
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
