@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.record import emit, machine, measure
+from bench.record import emit, measure
 from unigeo.model.geo import haversine_m
 from unigeo.model.metrics import GALLERY_BLOCK, QUERY_BLOCK, RADIUS_M, retrieval
 
@@ -89,8 +89,7 @@ def main(argv: list[str]) -> None:
     if args.step:
         step(args)
         return
-    result: dict[str, Any] = {**machine(),
-                              "queries": args.queries, "gallery": args.gallery, "dim": args.dim}
+    result: dict[str, Any] = {"queries": args.queries, "gallery": args.gallery, "dim": args.dim}
     if args.check:
         small = synthetic(args.check, 10 * args.check, args.dim, seed=1)
         want, got = dense(small), blocked(small)

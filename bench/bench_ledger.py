@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.bench_report import synthetic_cells, synthetic_samples, tiny_build, write_table
-from bench.record import emit, machine, measure
+from bench.record import emit, measure
 from unigeo.core.sample import CELLS_SCHEMA, LEDGER_SCHEMA, SAMPLES_SCHEMA, keys_sha256, sample_key
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.shards import PLAN_FOLDER, plan_record, plan_shards
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> None:
         step(args.step, args.out)
         return
     started = time.perf_counter()
-    result: dict[str, Any] = {**machine()}
+    result: dict[str, Any] = {}
     if not (args.reuse and os.path.exists(os.path.join(args.out, "owner.npy"))):
         result["tables"] = prepare(args)
     result["prepare_s"] = round(time.perf_counter() - started, 1)

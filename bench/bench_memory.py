@@ -23,7 +23,7 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.record import emit, machine, measure
+from bench.record import emit, measure
 from unigeo.synth.world import write_world
 
 TWO = ["--direct_num_workers=2"]
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown modes {unknown}; choose from {sorted(MODES)}")
     configs = {size: world(args.cache, size) for size in sizes}
-    result: dict[str, Any] = {**machine(), "worlds": {}, "modes": {}}
+    result: dict[str, Any] = {"worlds": {}, "modes": {}}
     with tempfile.TemporaryDirectory(prefix="unigeo-bench-memory-") as tmp:
         for size, config in configs.items():
             digests: list[str] | None = None

@@ -88,8 +88,6 @@ def save(name: str, result: dict[str, Any], path: str | None = None) -> None:
         "commit": STARTED["commit"], "date": STARTED["date"], "cores": STARTED["cores"], "machine": STARTED["machine"],
         "python": platform.python_version(), "load_average_start": list(STARTED["load_average"]),
         "load_average_end": list(os.getloadavg()), "argv": sys.argv[1:]}}
-    for key in ("date", "cores", "machine", "load_average"):  # machine() fields some results still carry
-        record.pop(key, None)
     text = json.dumps(record, indent=2)
     print(text)
     path = path or os.path.join(RESULTS, f"{name}.json")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from unigeo.core.sample import TEXT, decode_aerial, decode_dsm, tile_member
+from unigeo.core.sample import TEXT, decode_aerial, decode_dsm, thumbnail_jpeg, tile_member
 from unigeo.model.data import Shard, iter_whole
 from unigeo.model.geo import haversine_m
 from unigeo.model.metrics import RADIUS_M, location_means
@@ -142,22 +142,12 @@ def _pick(seen: np.ndarray, n: int) -> list[int]:
     return sorted(set(out))
 
 
-def _thumb_jpeg(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    img = Image.fromarray(rgb)
-    img.thumbnail((THUMB_PX, THUMB_PX))
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def _dsm_thumb(dsm: np.ndarray) -> tuple[bytes, str]:
     known = np.isfinite(dsm)
     low, high = (float(dsm[known].min()), float(dsm[known].max())) if known.any() else (0.0, 1.0)
     grey = np.where(known, (dsm - low) / max(high - low, 0.01), 0.0)
     rgb = (np.stack([grey] * 3, axis=-1) * 255).round().astype(np.uint8)
-    return _thumb_jpeg(rgb), f"{low:.0f}-{high:.0f} m"
+    return thumbnail_jpeg(rgb, THUMB_PX), f"{low:.0f}-{high:.0f} m"
 
 
 class _Items:
@@ -175,7 +165,7 @@ class _Items:
         elif what == "aerial":
             member = tile_member(sample, "aerial")
             if member is not None:
-                self._image(key, what, _thumb_jpeg(decode_aerial(sample[member])))
+                self._image(key, what, thumbnail_jpeg(decode_aerial(sample[member]), THUMB_PX))
         elif what == "dsm":
             member = tile_member(sample, "dsm")
             if member is not None:
@@ -190,7 +180,7 @@ class _Items:
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as img:
-                data = _thumb_jpeg(np.asarray(img.convert("RGB")))
+                data = thumbnail_jpeg(np.asarray(img.convert("RGB")), THUMB_PX)
         name = f"{key}.{what.replace('/', '_')}.jpg"
         with open(os.path.join(self.dir, name), "wb") as f:
             f.write(data)

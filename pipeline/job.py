@@ -64,13 +64,6 @@ class BuildInputs:
     dsm: list[RasterSource]
     pois: PoiTable | None
 
-    @property
-    def data_paths(self) -> list[str]:
-        """Every input file the config names (not the panorama images themselves)."""
-        c = self.config
-        return [c.panoramas, *(m.boundary for m in c.metros), *(r.path for r in c.aerial),
-                *(r.path for r in c.dsm), *([c.pois] if c.pois else [])]
-
 
 def read_inputs(config_path: str) -> BuildInputs:
     """Read the config and open every input (boundaries, raster headers, POIs).

@@ -62,6 +62,12 @@ class SourcesConfig:
     dsm: tuple[RasterSpec, ...]
     pois: str | None
 
+    @property
+    def data_paths(self) -> list[str]:
+        """Every input file the config names (not the panorama images themselves)."""
+        return [self.panoramas, *(m.boundary for m in self.metros), *(r.path for r in (*self.aerial, *self.dsm)),
+                *([self.pois] if self.pois else [])]
+
 
 def parse_date(value: Any, what: str) -> dt.date:
     """A date from YAML: a date, a datetime, an ISO string, or a bare year (read as 1 January)."""

@@ -87,15 +87,12 @@ def check_remote(config_path: str, out: str, dry: bool) -> None:
         cfg = load_config(config_path)
     except UniGeoError:
         return  # the build's own checks report it, in their order (an --out that is a file comes first)
-    inputs = [cfg.panoramas, *(m.boundary for m in cfg.metros), *(r.path for r in (*cfg.aerial, *cfg.dsm)),
-              *([cfg.pois] if cfg.pois else [])]
-    buckets: dict[str, str] = {}  # one input per bucket: credentials and network are per store
-    for path in inputs:
+    stores: dict[str, str] = {}  # one input per store (scheme and bucket): credentials and network are per store
+    for path in cfg.data_paths:
         if is_url(path):
-            check_bucket(path)
-            buckets.setdefault(path.split("/", 3)[2] if "://" in path else path, path)
-    for path in buckets.values():
-        probe(path)
+            stores.setdefault("/".join(path.split("/", 3)[:3]), path)
+    for path in stores.values():
+        probe(path)  # checks the bucket's name first
 
 
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
@@ -108,7 +105,7 @@ def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]
     folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
     check_covering(inputs.metros, opts.level, opts.max_cells)
-    folder.check_output_folder(out, inputs.config.path, inputs.data_paths, list_remote=False)
+    folder.check_output_folder(out, inputs.config.path, inputs.config.data_paths, list_remote=False)
     layout = folder.layout_for(out, opts.layout)
     target = join(out, f"{folder.BUILDS}/{folder.new_build_id()}") if layout == "versioned" else join(
         out, folder.STAGING)
@@ -137,7 +134,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
     recovered = folder.recover(out)
     if recovered:
         log.warning("%s", recovered)
-    folder.check_output_folder(out, inputs.config.path, inputs.data_paths)
+    folder.check_output_folder(out, inputs.config.path, inputs.config.data_paths)
     staging = folder.start(out, folder.layout_for(out, opts.layout))
     try:
         found, run = run_job(inputs, staging, opts, beam_args)
@@ -200,27 +197,18 @@ def build(ctx: click.Context, config_path: str, out: str, **values: Any) -> None
     dry = is_dry_run(list(ctx.args))
     try:
         check_remote(config_path, out, dry)
-    except AccessError as e:
-        raise click.ClickException(str(e)) from e
-    except UniGeoError as e:
-        raise ConfigurationError(str(e)) from e
-    if dry:
-        try:
+        if dry:
             click.echo(json.dumps(dry_run(config_path, out, opts, list(ctx.args)), indent=2))
-        except AccessError as e:
-            raise click.ClickException(str(e)) from e
-        except UniGeoError as e:
-            raise ConfigurationError(str(e)) from e
-        return
+            return
+    except UniGeoError as e:
+        raise cli_error(e) from e
     try:
         manifest = run_build(config_path, out, opts, list(ctx.args))
-    except AccessError as e:
-        raise click.ClickException(str(e)) from e
     except ReconciliationError as e:
         raise click.ClickException(f"build not published: {e}\n{out} holds its earlier build as it was, if it had "
                                    "one") from e
     except UniGeoError as e:
-        raise ConfigurationError(str(e)) from e
+        raise cli_error(e) from e
     except Exception as e:
         log.debug("the build failed", exc_info=True)
         message = f"{type(e).__name__}: {e}"
@@ -241,3 +229,9 @@ class ConfigurationError(click.ClickException):
     """A configuration or input error found before the build started: exit status 2, like a usage error."""
 
     exit_code = 2
+
+
+def cli_error(e: UniGeoError) -> click.ClickException:
+    """The command-line error of a build error: exit 1 for a URL that cannot be reached (the configuration may
+    be right), exit 2 for anything else found before the build started (configuration, inputs, --out)."""
+    return click.ClickException(str(e)) if isinstance(e, AccessError) else ConfigurationError(str(e))

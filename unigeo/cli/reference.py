@@ -194,14 +194,16 @@ def bench_section(name: str, results: Path | None = None) -> str:
     if name == "all":
         files = sorted(results.glob("*.json"))
         return "\n\n".join(f"## {f.stem}\n\n" + bench_section(f.stem, results) for f in files) + "\n"
-    path = results / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no result of {name}; run `python -m bench.{name}`")
-    result = json.loads(path.read_text())
+    result = _result(name, results)
     return f"{provenance_line(result)}\n\n{bench_table(result)}\n"
 
 
 def _result(name: str, results: Path | None = None) -> dict[str, Any]:
+    """``bench/results/NAME.json``.
+
+    Raises:
+        FileNotFoundError: no such result (the docs build then fails: a page names a benchmark never run).
+    """
     path = (results or RESULTS) / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no result of {name}; run `python -m bench.{name}`")

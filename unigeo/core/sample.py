@@ -293,6 +293,17 @@ def encode_dsm_png(dsm: np.ndarray) -> tuple[bytes, dict[str, float]] | None:
     return buf.getvalue(), encoding
 
 
+def thumbnail_jpeg(rgb: np.ndarray, px: int) -> bytes:
+    """An RGB image shrunk to fit ``px`` x ``px`` (aspect kept), as a JPEG for the pages that show samples."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    img.thumbnail((px, px))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 def encode_aerial(rgb: np.ndarray, encoding: str) -> bytes:
     """An aerial tile as PNG (``standard``) or lossless WebP (``compact``)."""
     from PIL import Image
@@ -366,7 +377,7 @@ SAMPLES_SCHEMA = pa.schema([
     # The first 16 hex digits of the SHA-256 of the aerial, DSM and text members ("" without one): the report
     # compares a test sample's bytes with its cell's train sample's (leakage between the splits).
     ("aerial_sha", pa.string()), ("dsm_sha", pa.string()), ("text_sha", pa.string())])
-DIGEST_COLUMNS = {"aerial": "aerial_sha", "dsm": "dsm_sha", "txt": "text_sha"}  # member kind -> samples column
+DIGEST_COLUMNS = {"aerial": "aerial_sha", "dsm": "dsm_sha", TEXT: "text_sha"}  # member kind -> samples column
 
 
 def member_digest(data: bytes) -> str:
@@ -377,9 +388,10 @@ def member_digest(data: bytes) -> str:
 def summary_row(meta: SampleMeta, n_members: int, members: dict[str, bytes] | None = None) -> dict[str, Any]:
     """The samples-table row of a sample, from its json (and its members' bytes, for their digests)."""
     members = members or {}
-    digests = {column: next((member_digest(members[m]) for m in members
-                             if m == TEXT and kind == "txt" or m in KIND_MEMBERS.get(kind, ())), "")
-               for kind, column in DIGEST_COLUMNS.items()}
+    digests = {}
+    for kind, column in DIGEST_COLUMNS.items():
+        member = TEXT if kind == TEXT else tile_member(members, kind)
+        digests[column] = member_digest(members[member]) if member is not None and member in members else ""
     aerial, dsm, text = meta.get("aerial"), meta.get("dsm"), meta.get("text")
     tile = aerial or dsm
     return {

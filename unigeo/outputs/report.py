@@ -41,6 +41,7 @@ from unigeo.core.sample import (
     crop_members,
     decode_aerial,
     decode_dsm,
+    thumbnail_jpeg,
     tile_member,
 )
 from unigeo.outputs.ledger import summarize_ledger
@@ -106,15 +107,6 @@ def completeness(samples: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def nearest_distances_m(targets: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:
-    """Metres from each row of ``queries`` to the nearest row of ``targets`` (both with lat and lon)."""
-    tree = shapely.STRtree(shapely.points(targets["lon"].to_numpy(), targets["lat"].to_numpy()))
-    nearest = tree.query_nearest(shapely.points(queries["lon"].to_numpy(), queries["lat"].to_numpy()),
-                                 all_matches=False)[1]
-    return np.hypot(*local_metres(targets["lat"].to_numpy()[nearest], targets["lon"].to_numpy()[nearest],
-                                  queries["lat"].to_numpy(), queries["lon"].to_numpy()).T)
-
-
 def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
     """Cells present in both splits, and how far each test cell is from the nearest train cell."""
     train = samples[samples["split"] == TRAIN]
@@ -125,7 +117,11 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
                            "share_of_test_cells_in_both": round(len(both) / max(1, test["cell"].nunique()), 4),
                            "test_to_nearest_train_m": None}  # None: a split is empty, no distance to give
     if len(train) and len(test):
-        d = nearest_distances_m(train, test)
+        tree = shapely.STRtree(shapely.points(train["lon"].to_numpy(), train["lat"].to_numpy()))
+        nearest = tree.query_nearest(shapely.points(test["lon"].to_numpy(), test["lat"].to_numpy()),
+                                     all_matches=False)[1]
+        d = np.hypot(*local_metres(train["lat"].to_numpy()[nearest], train["lon"].to_numpy()[nearest],
+                                   test["lat"].to_numpy(), test["lon"].to_numpy()).T)
         out["test_to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                           "p90": round(float(np.percentile(d, 90)), 1), "max": round(float(d.max()), 1)}
         out["_distances"] = d
@@ -135,17 +131,19 @@ def split_overlap(samples: pd.DataFrame) -> dict[str, Any]:
 SPATIAL_HOLDOUT_M = 1000.0  # a test cell at least this far from every train cell is spatially held out
 
 
-def unseen_distances(samples: pd.DataFrame) -> dict[str, Any]:
+def unseen_distances(samples: pd.DataFrame, test_to_train_m: np.ndarray | None) -> dict[str, Any]:
     """How far each unseen test cell (no train sample in the same cell) is from the nearest train cell, and
     how many lie at least ``SPATIAL_HOLDOUT_M`` away: the test places that are new in space, not only in
-    time. ``None`` for the distances when a split is empty or every test cell was seen."""
+    time. ``test_to_train_m``: ``split_overlap``'s distance of every test sample, in the samples' order
+    (None when a split is empty). ``None`` for the distances when a split is empty or every test cell was
+    seen."""
     train = samples[samples["split"] == TRAIN]
     test = samples[samples["split"] == TEST]
-    unseen = test[~test["cell"].isin(set(train["cell"]))]
-    out: dict[str, Any] = {"unseen_test_cells": int(unseen["cell"].nunique()), "held_out_m": SPATIAL_HOLDOUT_M,
+    unseen = ~test["cell"].isin(set(train["cell"])).to_numpy()
+    out: dict[str, Any] = {"unseen_test_cells": int(test["cell"][unseen].nunique()), "held_out_m": SPATIAL_HOLDOUT_M,
                            "spatially_held_out_cells": 0, "to_nearest_train_m": None}
-    if len(train) and len(unseen):
-        d = nearest_distances_m(train, unseen)
+    if test_to_train_m is not None and unseen.any():
+        d = test_to_train_m[unseen]
         out["to_nearest_train_m"] = {"min": round(float(d.min()), 1), "median": round(float(np.median(d)), 1),
                                      "max": round(float(d.max()), 1)}
         out["spatially_held_out_cells"] = int((d >= SPATIAL_HOLDOUT_M).sum())
@@ -363,16 +361,6 @@ GALLERY_PX = 192  # side of the gallery's aerial and DSM images
 GALLERY_CROPS = 4  # crops shown per sample
 
 
-def _jpeg(rgb: np.ndarray, px: int) -> bytes:
-    from PIL import Image
-
-    img = Image.fromarray(rgb)
-    img.thumbnail((px, px))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def shaded_dsm(dsm: np.ndarray, gsd: float, px: int = GALLERY_PX) -> bytes:
     """A DSM as a hill-shaded, height-coloured PNG with its colour bar in metres (unknown heights grey)."""
     from matplotlib.colors import LightSource
@@ -426,7 +414,7 @@ def gallery(out: str, manifest: dict[str, Any], per_split: int = GALLERY_PER_SPL
                     entry["crops"].append(f"gallery_{key}_{member}")
             aerial, dsm = tile_member(members, "aerial"), tile_member(members, "dsm")
             if aerial is not None:
-                images[f"gallery_{key}_aerial.jpg"] = _jpeg(decode_aerial(members[aerial]), GALLERY_PX)
+                images[f"gallery_{key}_aerial.jpg"] = thumbnail_jpeg(decode_aerial(members[aerial]), GALLERY_PX)
                 entry["aerial"] = f"gallery_{key}_aerial.jpg"
             if dsm is not None:
                 gsd = float((meta.get("dsm") or {}).get("gsd", 1.0))
@@ -490,7 +478,7 @@ def build_report(out: str, manifest: dict[str, Any] | None = None) -> dict[str, 
     overlap = split_overlap(samples)
     distances = overlap.pop("_distances", None)
     leakage = member_leakage(samples)
-    unseen = unseen_distances(samples)
+    unseen = unseen_distances(samples, distances)
     if distances is not None:
         figures["hist_test_to_train_m.png"] = _histogram(
             distances, bins=30, title="distance from each test cell to the nearest train cell", xlabel="metres")
