@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -64,18 +65,50 @@ def test_every_dofn_of_the_dataflow_job_unpickles(tiny_world: Path, tmp_path: Pa
     assert len(job.proto_pipeline.SerializeToString()) < GRAPH_LIMIT
 
 
+def _pins(text: str, name: str) -> set[str]:
+    """The versions a requirements-style text pins ``name`` to (``name==V`` or ``name[extras]==V``)."""
+    return set(re.findall(rf"^{re.escape(name)}(?:\[[^\]]*\])?==([\w.]+)", text, re.M))
+
+
+def test_beam_is_pinned_once_for_launcher_and_workers() -> None:
+    """pyproject's pin of apache-beam is the one version: the lock, the worker image and this install agree."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [Requirement(d) for d in deps if Requirement(d).name == "apache-beam"]
+    assert len(pins) == 1 and str(pins[0].specifier).startswith("=="), pins
+    version = str(pins[0].specifier)[2:]
+    assert _pins((ROOT / "constraints.txt").read_text(), "apache-beam") == {version}
+    docker = (ROOT / "Dockerfile").read_text()
+    assert re.findall(r"^ARG BEAM_VERSION=([\w.]+)\s*$", docker, re.M) == [version]
+    assert beam.__version__ == version, "this install ignored the pin: install with -c constraints.txt"
+
+
 def test_the_worker_image_matches_the_launcher() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM apache/beam_python(\d+)\.(\d+)_sdk:([\d.]+)\s*$", text, re.M)
-    assert base, "the base image must be apache/beam_pythonX.Y_sdk:VERSION"
+    base = re.search(r"^FROM apache/beam_python(\d+)\.(\d+)_sdk:\$\{BEAM_VERSION\}\s*$", text, re.M)
+    assert base, "the base image must be apache/beam_pythonX.Y_sdk:${BEAM_VERSION}"
     assert (int(base[1]), int(base[2])) == sys.version_info[:2], "workers must run the launcher's Python minor"
-    assert base[3] == beam.__version__, "workers must run the launcher's Beam version"
-    assert f'"apache-beam[gcp]=={beam.__version__}"' in text
+    assert re.findall(r"^ARG BEAM_VERSION=([\w.]+)\s*$", text, re.M) == [beam.__version__]
+    install = re.search(r"^RUN pip install (.+)$", text, re.M)
+    assert install, "the image installs the project with pip"
+    assert '-c constraints.txt "apache-beam[gcp]==${BEAM_VERSION}" ".[gcp,s3,report]"' in install[1]
     # The native region decoder builds there: its build script and headers are in the image, and the
-    # image's own check imports it.
+    # image's own check imports it. The lock travels with the project.
     copied = {p for line in re.findall(r"^COPY (.+) \S+$", text, re.M) for p in line.split()}
-    assert {"pyproject.toml", "setup.py", "unigeo"} <= copied
+    assert {"pyproject.toml", "setup.py", "unigeo", "constraints.txt"} <= copied
     assert "libjpeg62-turbo-dev" in text and "unigeo._jpegregion" in text
+
+
+def test_every_install_uses_the_lock() -> None:
+    """The README's install, the test command and the worker image all install with constraints.txt, and the
+    lock names a version for every package the project asks for."""
+    assert '-c constraints.txt -e ".[all]"' in (ROOT / "README.md").read_text()
+    assert '-c constraints.txt -e ".[train,dev]"' in (ROOT / "scripts" / "test.sh").read_text()
+    lock = (ROOT / "constraints.txt").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(d) for d in project["dependencies"]]
+    wanted += [Requirement(d) for extra in project["optional-dependencies"].values() for d in extra]
+    missing = sorted({r.name for r in wanted if r.name != "unigeo" and not _pins(lock, r.name.lower())})
+    assert not missing, f"constraints.txt has no version for {missing}: run scripts/lock.sh"
 
 
 def _closure(name: str, extras: frozenset[str], seen: set[str]) -> None:
