@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unigeo.core.sample import TEXT, SampleMeta, crop_members, decode_dsm, tile_member
+from unigeo.core.sample import MEMBER_KINDS, TEXT, SampleMeta, crop_members, decode_dsm, kind_count, tile_member
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -88,8 +88,9 @@ class Modality:
         encoder: model configuration -> (encoder module, its output width).
         views: the key of a (views,) mask when the modality decodes several rows per location for
             training (their embeddings are averaged), and evaluation embeds each row on its own.
-        member: the sample member kind it is decoded from, as the manifest counts members (``sv.jpg``);
-            a build whose manifest counts none of it cannot train the modality. None: not checked.
+        member: the member kind it is decoded from (a ``MEMBER_KINDS`` key: ``aerial`` is ``aerial.png`` in a
+            standard build, ``aerial.webp`` in a compact one); a build whose manifest counts no member of
+            that kind cannot train the modality. None: not checked.
     """
 
     name: str
@@ -228,11 +229,11 @@ def _coords_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
 
 
 register(Modality("sv", _decode_sv, ("sv",), _sv_encoder, views="sv_views", extra_keys=("sv_members",),
-                  member="sv.jpg"))
-register(Modality("aerial", _decode_aerial, ("aerial",), _image_encoder, member="aerial.png"))
-register(Modality("dsm", _decode_dsm, ("dsm", "dsm_valid"), _dsm_encoder, member="dsm.npy"))
+                  member="sv"))
+register(Modality("aerial", _decode_aerial, ("aerial",), _image_encoder, member="aerial"))
+register(Modality("dsm", _decode_dsm, ("dsm", "dsm_valid"), _dsm_encoder, member="dsm"))
 register(Modality("text", _decode_text, ("text", "text_mask"), _text_encoder, extra_keys=("text_str",),
-                  member="txt"))
+                  member="text"))
 register(Modality("coords", _decode_coords, ("lat", "lon"), _coords_encoder, member="json"))
 
 
@@ -242,8 +243,9 @@ def missing_from_build(modalities: tuple[str, ...], manifest: dict[str, Any]) ->
     counts = manifest.get("counts", {}).get("overall", {}).get("members")
     if not isinstance(counts, dict):
         return {}
-    members = {m: REGISTRY[m].member for m in modalities}
-    return {m: member for m, member in members.items() if member is not None and not counts.get(member)}
+    kinds = {m: REGISTRY[m].member for m in modalities}
+    return {m: " or ".join(MEMBER_KINDS[kind]) for m, kind in kinds.items()
+            if kind is not None and not kind_count(counts, kind)}
 
 
 def build_modalities(manifest: dict[str, Any]) -> tuple[str, ...]:

@@ -43,6 +43,9 @@ TILE_MEMBERS = {"aerial": AERIAL, "dsm": DSM}  # tile kind -> member of the stan
 # (aerial.webp lossless, dsm.png of centimetres; a DSM whose range does not fit 16 bits stays dsm.npy).
 TILE_ENCODINGS = {"standard": TILE_MEMBERS, "compact": {"aerial": AERIAL_WEBP, "dsm": DSM_PNG}}
 KIND_MEMBERS = {"aerial": (AERIAL, AERIAL_WEBP), "dsm": (DSM, DSM_PNG)}  # every member a tile kind may be
+# Member kinds: what a reader asks a sample for, whatever the build's encoding named the file. Each kind lists
+# the member kinds (as shard stats and the manifest count them, crops under ``sv.jpg``) that hold it.
+MEMBER_KINDS: dict[str, tuple[str, ...]] = {"sv": (CROP_KIND,), **KIND_MEMBERS, "text": (TEXT,), "json": (JSON,)}
 # What each member holds: the sample-format reference page is generated from this table.
 MEMBER_DOCS = {
     f"{CROP_PREFIX}000.jpg, {CROP_PREFIX}001.jpg, ...": "street-view crops (RGB JPEG, --crop-px square), one per "
@@ -59,6 +62,11 @@ MEMBER_DOCS = {
 # The trainer's modality names (CLI, logs, metrics) and the members each is read from.
 
 SCHEMA_PATH = Path(__file__).with_name("sample.schema.json")
+
+
+def kind_count(counts: dict[str, int], kind: str) -> int:
+    """How many members of ``kind`` (a ``MEMBER_KINDS`` key) a table of counts per member kind holds."""
+    return sum(int(counts.get(member, 0)) for member in MEMBER_KINDS[kind])
 
 
 def crop_member(index: int) -> str:
