@@ -132,8 +132,7 @@ def main(argv: list[str]) -> None:
     inputs = read_inputs(config)
     imagery: ImageryOptions = opts.render  # type: ignore[assignment]
     renderer = SampleRenderer(imagery, opts.seed, opts.holdout_year, opts.year_range,
-                              [(r.path, r.date.isoformat()) for r in inputs.aerial],
-                              [(r.path, r.date.isoformat()) for r in inputs.dsm], TemplateGenerator(),
+                              [r.file() for r in inputs.aerial], [r.file() for r in inputs.dsm], TemplateGenerator(),
                               opts.text.radius_m, opts.text.max_pois,
                               load_poi_index(os.path.join(build, "inputs", "pois.parquet")))
     metas = [json.loads(members["json"]) for s in manifest["shards"]

@@ -20,6 +20,7 @@ from unigeo.pipeline.options import ImageryOptions, TextOptions
 from unigeo.pipeline.render import SampleRenderer
 from unigeo.pipeline.staging import load_poi_index
 from unigeo.pipeline.types import rows
+from unigeo.sources.tiles import RasterFile
 
 LEDGER = "ledger"
 REJECTS = "rejects"
@@ -34,8 +35,8 @@ class RenderSpec:
     seed: int
     holdout_year: int
     years: tuple[int, int]
-    aerial: tuple[tuple[str, str], ...]  # (path, ISO date)
-    dsm: tuple[tuple[str, str], ...]
+    aerial: tuple[RasterFile, ...]  # every raster by its footprint: workers open only what a tile meets
+    dsm: tuple[RasterFile, ...]
     text: TextOptions = TextOptions()
     pois: str | None = None  # the staged POI table (pipeline.staging)
     source_root: str | None = None  # the config's folder: the json's input paths are relative to it

@@ -14,7 +14,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -49,7 +49,8 @@ from unigeo.sources.config import SourcesConfig, load_config
 from unigeo.sources.metros import Metro, read_boundary
 from unigeo.sources.panoramas import index_chunks
 from unigeo.sources.pois import PoiTable, read_pois
-from unigeo.sources.rasters import RasterSource, open_raster
+from unigeo.sources.rasters import RasterSource
+from unigeo.sources.stac import StacRasters, open_rasters
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +64,47 @@ class BuildInputs:
     aerial: list[RasterSource]
     dsm: list[RasterSource]
     pois: PoiTable | None
+    catalogs: dict[str, dict[str, StacRasters]] = field(default_factory=dict)  # kind -> STAC source -> listing
 
 
 def read_inputs(config_path: str) -> BuildInputs:
-    """Read the config and open every input (boundaries, raster headers, POIs).
+    """Read the config and open every input (boundaries, raster headers, STAC listings, POIs).
 
     Raises:
         ConfigError, SourceError: bad configuration or an unusable input.
     """
     cfg = load_config(config_path)
+    check_sources_supported(cfg)
     index_chunks(cfg.panoramas)  # a missing or malformed index fails here, before anything is written
     metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
     for m in metros:
         for repair in m.repairs:
             log.warning("metro %s: %s", m.name, repair)
-    return BuildInputs(cfg, metros, [open_raster(r, "aerial") for r in cfg.aerial],
-                       [open_raster(r, "dsm") for r in cfg.dsm], read_pois(cfg.pois) if cfg.pois else None)
+    areas = metro_areas(metros)
+    aerial, dsm = open_rasters(cfg.aerial, "aerial", areas), open_rasters(cfg.dsm, "dsm", areas)
+    return BuildInputs(cfg, metros, aerial.sources, dsm.sources, read_pois(cfg.pois) if cfg.pois else None,
+                       {"aerial": aerial.catalogs, "dsm": dsm.catalogs})
+
+
+AREA_MARGIN_DEG = 0.01  # about 1 km: a raster just outside a metro still serves the tiles of its border cells
+
+
+def metro_areas(metros: list[Metro]) -> list[tuple[float, float, float, float]]:
+    """The metros' lon/lat bounds with a margin: what a STAC item must meet to be read."""
+    return [(w - AREA_MARGIN_DEG, s - AREA_MARGIN_DEG, e + AREA_MARGIN_DEG, n + AREA_MARGIN_DEG)
+            for w, s, e, n in (m.geometry.bounds for m in metros)]
+
+
+def check_sources_supported(cfg: SourcesConfig) -> None:
+    """Panorama and POI sources this version reads.
+
+    Raises:
+        ConfigError: more than one source, or a format other than the native index and vector files.
+    """
+    for key, sources in (("panoramas", cfg.panorama_sources), ("pois", cfg.poi_sources)):
+        if len(sources) > 1 or any(s.format != "native" for s in sources):
+            raise ConfigError(f"{cfg.path}: `{key}`: this version reads one native source; convert the others to "
+                              "the native format (docs/your-own-data.md)")
 
 
 @dataclass(frozen=True)
@@ -122,8 +148,7 @@ def build_pipeline(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, o
     out = out.rstrip("/")
     located = add_location_stages(p, cfg, staged, opts, out)
     spec = RenderSpec(opts.render, opts.seed, opts.holdout_year, opts.year_range,
-                      tuple((r.path, r.date.isoformat()) for r in aerial),
-                      tuple((r.path, r.date.isoformat()) for r in dsm), opts.text, staged.pois,
+                      tuple(r.file() for r in aerial), tuple(r.file() for r in dsm), opts.text, staged.pois,
                       source_root=parent(cfg.path))
     rendered = located.selected.samples | "RenderSamples" >> RenderSamples(spec)
     (rendered[SUMMARY]

@@ -48,7 +48,7 @@ from unigeo.pipeline.options import ImageryOptions
 from unigeo.pipeline.shards import EncodedSample, encode_sample
 from unigeo.pipeline.text import PoiIndex, TextGenerator, place_facts
 from unigeo.pipeline.tiles import Epoch, epochs_for_split, tile_grid
-from unigeo.sources.tiles import Grid, RasterStack
+from unigeo.sources.tiles import Grid, RasterFile, RasterStack
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,13 @@ class SampleRenderer:
 
     Args:
         opts: crop and tile settings; None renders location-only samples (json alone, no image read).
-        aerial, dsm: (path, ISO date) of every raster of each kind.
+        aerial, dsm: every raster of each kind, by its footprint (opened only when a tile needs it).
         pois: the POI index (None: texts without POIs).
         read: how a panorama's bytes are read (a missing file raises ``FileNotFoundError``/``OSError``).
     """
 
     def __init__(self, opts: ImageryOptions | None, seed: int, holdout_year: int, years: tuple[int, int],
-                 aerial: Sequence[tuple[str, str]], dsm: Sequence[tuple[str, str]], generator: TextGenerator,
+                 aerial: Sequence[RasterFile], dsm: Sequence[RasterFile], generator: TextGenerator,
                  text_radius_m: float, text_max_pois: int, pois: PoiIndex | None,
                  read: Callable[[str], bytes] = read_bytes, source_root: str | None = None) -> None:
         self.opts = opts
@@ -132,10 +132,10 @@ class SampleRenderer:
         self.pois = pois
         self.read = read
         self.rasters = {"aerial": list(aerial), "dsm": list(dsm)}
-        self.dates = {kind: dict(files) for kind, files in self.rasters.items()}
+        self.dates = {kind: {f.path: f.date for f in files} for kind, files in self.rasters.items()}
         self.epochs: dict[tuple[str, str], list[Epoch]] = {}
         for kind, files in self.rasters.items():
-            dated = [(p, dt.date.fromisoformat(d)) for p, d in files]
+            dated = [(f.path, dt.date.fromisoformat(f.date)) for f in files]
             for split in SPLITS:
                 self.epochs[kind, split] = epochs_for_split(dated, split, holdout_year, years)
         self.stacks: dict[str, RasterStack] = {}
@@ -146,7 +146,7 @@ class SampleRenderer:
             # wall time of a busy thread), so both run on the calling thread.
             cv2.setNumThreads(1)
             threadpool_limits(1, user_api="blas")
-            self.stacks = {kind: RasterStack([p for p, _ in files], kind) for kind, files in self.rasters.items()}
+            self.stacks = {kind: RasterStack(files, kind) for kind, files in self.rasters.items()}
 
     def close(self) -> None:
         for stack in self.stacks.values():

@@ -18,6 +18,7 @@ from rasterio.warp import transform_bounds
 from unigeo.core.errors import MissingCRSError, MissingDateError, SourceError
 from unigeo.core.fileio import gdal_path
 from unigeo.sources.config import RasterSpec
+from unigeo.sources.tiles import RasterFile
 
 RasterKind = Literal["aerial", "dsm"]
 # Tags GDAL or producers use for the acquisition date, in order of preference.
@@ -43,7 +44,9 @@ class RasterSource:
         bounds_lonlat: (west, south, east, north) in EPSG:4326, for quick coverage tests.
         overviews: decimation factors of band 1's overviews.
         date: acquisition date.
-        date_source: where the date came from: ``config`` or the tag name.
+        date_source: where the date came from: ``config``, a STAC item's ``stac:datetime`` or
+            ``stac:start_datetime``, or the tag name (``TIFFTAG_DATETIME`` is the file's creation time, often
+            not the acquisition's: plan and build warn about it).
     """
 
     path: str
@@ -62,6 +65,11 @@ class RasterSource:
     overviews: tuple[int, ...]
     date: dt.date
     date_source: str
+
+    def file(self) -> RasterFile:
+        """What a worker needs of this raster to know which tiles it serves, without opening it."""
+        return RasterFile(self.path, self.date.isoformat(), f"EPSG:{self.epsg}" if self.epsg else self.crs,
+                          self.transform, self.width, self.height, self.bounds_lonlat)
 
 
 def date_from_tags(tags: dict[str, str]) -> tuple[dt.date, str] | None:
@@ -101,7 +109,7 @@ def open_raster(spec: RasterSpec, kind: RasterKind) -> RasterSource:
                               "rescale it to 8 bits with the stretch that suits the sensor, e.g. "
                               "`gdal_translate -ot Byte -scale 0 4095 0 255 IN OUT` for 12-bit data")
         if spec.date is not None:
-            date, date_source = spec.date, "config"
+            date, date_source = spec.date, spec.date_from
         else:
             found = date_from_tags(ds.tags())
             if found is None:

@@ -3,6 +3,7 @@ files: JPEGs written with Pillow, GeoTIFFs written with rasterio."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from unigeo.pipeline.text import TemplateGenerator, TextGenerator
 from unigeo.pipeline.text_endpoint import EndpointGenerator
 from unigeo.pipeline.tiles import tile_grid
 from unigeo.pipeline.types import Pano
+from unigeo.sources.tiles import RasterFile, raster_file
 
 LAT, LON = 42.35, -71.07
 LEVEL = 16
@@ -38,7 +40,7 @@ def jpeg(path: Path) -> str:
     return str(path)
 
 
-def rasters(tmp_path: Path, dsm_nodata_share: float = 0.0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def rasters(tmp_path: Path, dsm_nodata_share: float = 0.0) -> tuple[list[RasterFile], list[RasterFile]]:
     """An aerial (2021) and a DSM (2020) over the tile of the test cell, in its UTM zone; the DSM's
     first ``dsm_nodata_share`` of rows is nodata."""
     cell = cell_token(LAT, LON, LEVEL)
@@ -52,10 +54,10 @@ def rasters(tmp_path: Path, dsm_nodata_share: float = 0.0) -> tuple[list[tuple[s
     dsm[: int(72 * dsm_nodata_share)] = -9999.0
     aerial_path = write_geotiff(tmp_path / "aerial.tif", rgb, bounds, grid.crs)
     dsm_path = write_geotiff(tmp_path / "dsm.tif", dsm, bounds, grid.crs, nodata=-9999.0)
-    return [(str(aerial_path), "2021-06-01")], [(str(dsm_path), "2020-06-01")]
+    return [raster_file(str(aerial_path), "2021-06-01")], [raster_file(str(dsm_path), "2020-06-01")]
 
 
-def render(panos: list[Pano], aerial: list[tuple[str, str]], dsm: list[tuple[str, str]],
+def render(panos: list[Pano], aerial: list[RasterFile], dsm: list[RasterFile],
            generator: TextGenerator | None = None, split: str = "train") -> SampleOutcome:
     key = SampleKey("boston", cell_token(LAT, LON, LEVEL), split)
     sample, not_selected = select(key, panos, 120, 0, LEVEL)
@@ -103,7 +105,7 @@ def test_a_cell_whose_panoramas_all_fail_is_a_cell_reject_with_no_sample(tmp_pat
 
 def test_no_raster_of_a_usable_year_is_tile_no_imagery(tmp_path: Path) -> None:
     aerial, dsm = rasters(tmp_path)
-    holdout_only = [(aerial[0][0], "2023-06-01")]  # a train sample never sees the holdout year
+    holdout_only = [dataclasses.replace(aerial[0], date="2023-06-01")]  # a train sample never sees the holdout year
     out = render([pano(0, jpeg(tmp_path / "a.jpg"))], holdout_only, dsm)
     assert reasons_of(out) == [("tile", reasons.TILE_NO_IMAGERY)]
     assert out.encoded is not None and "aerial.png" not in dict(out.encoded.members)
@@ -113,7 +115,7 @@ def test_no_raster_of_a_usable_year_is_tile_no_imagery(tmp_path: Path) -> None:
 def test_rasters_elsewhere_are_tile_no_coverage(tmp_path: Path) -> None:
     aerial, dsm = rasters(tmp_path)
     far = write_geotiff(tmp_path / "far.tif", np.zeros((3, 8, 8), dtype=np.uint8), (0, 0, 80, 80), "EPSG:32619")
-    out = render([pano(0, jpeg(tmp_path / "a.jpg"))], [(str(far), "2021-01-01")], dsm)
+    out = render([pano(0, jpeg(tmp_path / "a.jpg"))], [raster_file(str(far), "2021-01-01")], dsm)
     assert reasons_of(out) == [("tile", reasons.TILE_NO_COVERAGE)]
 
 

@@ -49,7 +49,7 @@ def test_url_config_resolves_relative_paths_to_urls() -> None:
     ({"metros": [{"name": "a", "boundry": "b"}], "panoramas": "p"},
      r"metros\[0\] \('a'\) has unknown keys \['boundry'\]; allowed keys are \['boundary', 'name'\]"),
     ({"metros": [{"name": "a", "boundary": "x"}], "panoramas": "p", "dsm": [{"path": "d.tif", "dat": "2020"}]},
-     r"dsm\[0\] \('d.tif'\) has unknown keys \['dat'\]; allowed keys are \['date', 'path'\]"),
+     r"dsm\[0\] \('d.tif'\) has unknown keys \['dat'\]; allowed keys are \['attribution', 'date', 'license', 'path'\]"),
     ({"metros": [{"name": "a", "boundary": "x"}, {"name": "a", "boundary": "y"}], "panoramas": "p"}, "unique"),
     ({"metros": [{"name": "a", "boundary": "x"}], "panoramas": "p", "aerail": []}, "unknown keys.*aerail"),
     ({"metros": [{"name": "a", "boundary": "x"}]}, "panoramas"),
