@@ -201,7 +201,7 @@ class SampleRenderer:
                 continue
             if read is None:
                 continue
-            data, valid, sentinels = read
+            data, valid, sentinels, files = read
             if sentinels:
                 counts.append(("imagery", f"{kind}_sentinel_pixels", sentinels))
             nodata = float(1.0 - valid.mean())
@@ -210,8 +210,8 @@ class SampleRenderer:
                                f"{kind} {epoch.year}: nodata {nodata:.2f} > {self.opts.max_nodata}")
                 continue
             meta: TileMeta = {"member": TILE_MEMBERS[kind], "year": epoch.year,
-                              "files": [source_path(p, self.source_root) for p in epoch.paths],
-                              "dates": [self.dates[kind][p] for p in epoch.paths], "crs": grid.crs,
+                              "files": [source_path(p, self.source_root) for p in files],
+                              "dates": [self.dates[kind][p] for p in files], "crs": grid.crs,
                               "gsd": self.opts.gsd, "size": grid.size, "transform": list(grid.transform),
                               "nodata_fraction": round(nodata, 4)}
             return data, meta

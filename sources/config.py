@@ -72,6 +72,9 @@ class RasterSpec:
     date_from: str = "config"
     licence: Licence = Licence()
 
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "date": self.date.isoformat() if self.date else None}
+
 
 @dataclass(frozen=True)
 class StacSpec:
@@ -85,6 +88,9 @@ class StacSpec:
     @property
     def path(self) -> str:
         return self.stac
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stac": self.stac, "asset": self.asset}
 
 
 @dataclass(frozen=True)

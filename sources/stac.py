@@ -225,8 +225,9 @@ def stac_rasters(spec: StacSpec, kind: RasterKind, areas: Sequence[BBox] = ()) -
     with ThreadPoolExecutor(HEADER_THREADS) as pool:
         sources = list(pool.map(lambda c: open_raster(c[2], kind), chosen))
     for (item, key, _), src in zip(chosen, sources):
-        for m in mismatches(item, key, src):
-            out.mismatches.append(f"{src.path}: item {item.id} says {m}; the file's header is used")
+        found = mismatches(item, key, src)
+        if found:
+            out.mismatches.append(f"{src.path}: item {item.id} says {'; '.join(found)}; the file's header is used")
     for line in out.mismatches[:5]:
         log.warning("%s", line)
     if len(out.mismatches) > 5:

@@ -34,6 +34,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -92,6 +93,17 @@ class Grid:
         x0, x1 = sorted((c, c + a * self.size))
         y0, y1 = sorted((f, f + e * self.size))
         return transform_bounds(self.crs, "EPSG:4326", x0, y0, x1, y1, densify_pts=8)
+
+
+class Tile(NamedTuple):
+    """A tile read from rasters: ``data`` is (size, size, 3) uint8 for aerial, (size, size) float32 metres for
+    DSM (NaN where unknown); ``valid`` a boolean (size, size) mask; ``sentinels`` the source pixels read as
+    nodata because they lie outside ``DSM_VALID_M`` (0 for aerial); ``files`` those whose pixels it holds."""
+
+    data: np.ndarray
+    valid: np.ndarray
+    sentinels: int
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,8 +272,8 @@ class RasterStack:
         return data, mask
 
     def _sample(self, data: np.ndarray, mask: np.ndarray, cols: np.ndarray, rows: np.ndarray, c0: int, r0: int,
-                c1: int, r1: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """The tile sampled from a window read (``data`` as ``_read_window`` returns it)."""
+                c1: int, r1: int, files: Sequence[str]) -> Tile:
+        """The tile sampled from a window read (``data`` as ``_read_window`` returns it) of ``files``."""
         out_h, out_w = mask.shape
         sx = (out_w / (c1 - c0))
         sy = (out_h / (r1 - r0))
@@ -285,14 +297,10 @@ class RasterStack:
             out = cv2.remap(z, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
             valid &= np.isfinite(out)
             out[~valid] = np.nan
-        return out, valid, sentinels
+        return Tile(out, valid, sentinels, tuple(files))
 
-    def read_one(self, path: str, grid: Grid) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """(data, valid, sentinels) of one raster on ``grid``, or None when it does not reach the grid.
-
-        ``data`` is (size, size, 3) uint8 for aerial, (size, size) float32 metres for DSM (NaN where
-        unknown); ``valid`` is a boolean (size, size) mask; ``sentinels`` counts the source pixels read
-        as nodata because they lie outside ``DSM_VALID_M`` (0 for aerial).
+    def read_one(self, path: str, grid: Grid) -> Tile | None:
+        """One raster on ``grid``, decimated by GDAL, or None when it does not reach the grid.
 
         Raises:
             RasterioIOError: a block of the window does not read.
@@ -305,40 +313,45 @@ class RasterStack:
         c0, r0, c1, r1, factor = window
         out_shape = (max(2, math.ceil((r1 - r0) / factor)), max(2, math.ceil((c1 - c0) / factor)))
         data, mask = self._read_window(path, Window(c0, r0, c1 - c0, r1 - r0), out_shape)
-        return self._sample(data, mask, cols, rows, c0, r0, c1, r1)
+        return self._sample(data, mask, cols, rows, c0, r0, c1, r1, (path,))
 
     def _read_grid(self, pg: PixelGrid, paths: Sequence[str], grid: Grid, cols: np.ndarray, rows: np.ndarray,
-                   window: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, int] | None:
+                   window: tuple[int, int, int, int, int]) -> Tile | None:
         """``paths`` (files of ``pg``) read as one raster: the window assembled at the source resolution from the
-        files it meets, then decimated here (block averages) when the source is finer; None when no file
-        reaches the grid."""
+        files it meets, then decimated here (block averages) when the source is finer; None when no file's
+        window reaches the grid (a file that reaches it with nodata alone gives a tile that is all invalid)."""
         c0, r0, c1, r1, factor = window
         bands = 3 if self.kind == "aerial" else 1
         data = (np.zeros((bands, r1 - r0, c1 - c0), np.uint8) if self.kind == "aerial"
                 else np.full((1, r1 - r0, c1 - c0), np.nan, np.float32))
         mask = np.zeros((r1 - r0, c1 - c0), bool)
+        met, used = [], []
         for path in paths:  # the first file wins: later ones fill only what is still empty
             f, (fc, fr) = self.files[path], pg.offsets[path]
             a0, b0 = max(c0, fc), max(r0, fr)
             a1, b1 = min(c1, fc + f.width), min(r1, fr + f.height)
             if a1 <= a0 or b1 <= b0:
                 continue
+            met.append(path)
             part, part_mask = self._read_window(path, Window(a0 - fc, b0 - fr, a1 - a0, b1 - b0), (b1 - b0, a1 - a0))
             region = (slice(b0 - r0, b1 - r0), slice(a0 - c0, a1 - c0))
             fill = part_mask & ~mask[region]
+            if not fill.any():
+                continue
+            used.append(path)
             data[(slice(None), *region)][:, fill] = part[:, fill]
             mask[region] |= part_mask
             if mask.all():
                 break
-        if not mask.any():
+        if not met:
             return None
         if factor > 1:
             size = (max(2, math.ceil((c1 - c0) / factor)), max(2, math.ceil((r1 - r0) / factor)))
             data = np.stack([cv2.resize(band, size, interpolation=cv2.INTER_AREA) for band in data])
             mask = cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-        return self._sample(data, mask, cols, rows, c0, r0, c1, r1)
+        return self._sample(data, mask, cols, rows, c0, r0, c1, r1, used or met[:1])
 
-    def read(self, paths: Sequence[str], grid: Grid) -> tuple[np.ndarray, np.ndarray, int] | None:
+    def read(self, paths: Sequence[str], grid: Grid) -> Tile | None:
         """Mosaic of ``paths`` (the first file wins) on ``grid`` with its sentinel count, or None when none
         reaches it. Only the files whose footprint meets the grid are opened.
 
@@ -356,7 +369,7 @@ class RasterStack:
                 return None
             if window[4] <= MAX_GRID_DECIMATION:
                 return self._read_grid(pg, candidates, grid, cols, rows, window)
-        result: tuple[np.ndarray, np.ndarray, int] | None = None
+        result: Tile | None = None
         for path in candidates:
             one = self.read_one(path, grid)
             if one is None:
@@ -364,10 +377,12 @@ class RasterStack:
             if result is None:
                 result = one
             else:
-                data, valid, sentinels = result
-                fill = ~valid & one[1]
-                data[fill] = one[0][fill]
-                result = (data, valid | one[1], sentinels + one[2])
-            if result[1].all():
+                fill = ~result.valid & one.valid
+                if not fill.any():
+                    continue
+                result.data[fill] = one.data[fill]
+                result = Tile(result.data, result.valid | one.valid, result.sentinels + one.sentinels,
+                              result.files + one.files)
+            if result.valid.all():
                 break
         return result

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from packaging.requirements import Requirement
 from unigeo.cli import cli
 
 pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")
+tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "us-central1-docker.pkg.dev/unigeo-test/unigeo/worker:0.1.0"

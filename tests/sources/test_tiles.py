@@ -59,7 +59,7 @@ def test_marker_lands_on_its_pixel(tmp_path: Path, res: float) -> None:
     path = merc_raster(tmp_path / "a.tif", res=res)
     grid = tile_grid(LAT, LON, 0.6, 128)
     stack = RasterStack([str(path)], "aerial")
-    data, valid, _ = stack.read([str(path)], grid)  # type: ignore[misc]
+    data, valid, *_ = stack.read([str(path)], grid)  # type: ignore[misc]
     assert valid.all() and data.shape == (128, 128, 3) and data.dtype == np.uint8
     assert red_centroid(data) == pytest.approx(expected_pixel(grid, *MARKER), abs=1.0)
 
@@ -67,7 +67,7 @@ def test_marker_lands_on_its_pixel(tmp_path: Path, res: float) -> None:
 def test_matches_gdal_reprojection(tmp_path: Path) -> None:
     path = merc_raster(tmp_path / "a.tif")
     grid = tile_grid(LAT, LON, 0.6, 96)
-    ours, _, _ = RasterStack([str(path)], "aerial").read([str(path)], grid)  # type: ignore[misc]
+    ours, *_ = RasterStack([str(path)], "aerial").read([str(path)], grid)  # type: ignore[misc]
     ref = np.zeros((3, 96, 96), np.uint8)
     with rasterio.open(path) as ds:
         reproject(rasterio.band(ds, [1, 2, 3]), ref, dst_transform=rasterio.Affine(*grid.transform),
@@ -82,7 +82,7 @@ def test_dsm_nodata_becomes_nan(tmp_path: Path) -> None:
     z = np.full((200, 200), 15.0, np.float32)
     z[:, :100] = -9999.0  # the western half has no data
     path = write_geotiff(tmp_path / "d.tif", z, (cx - 50, cy - 50, cx + 50, cy + 50), "EPSG:26986", nodata=-9999.0)
-    data, valid, _ = RasterStack([str(path)], "dsm").read([str(path)], tile_grid(LAT, LON, 0.6, 64))  # type: ignore[misc]
+    data, valid, *_ = RasterStack([str(path)], "dsm").read([str(path)], tile_grid(LAT, LON, 0.6, 64))  # type: ignore[misc]
     assert data.dtype == np.float32
     assert np.isnan(data[:, :25]).all() and (data[:, 40:] == pytest.approx(15.0)) and valid[:, 40:].all()
     assert not valid[:, :25].any()
@@ -99,7 +99,7 @@ def test_mosaic_of_two_halves_and_no_coverage(tmp_path: Path) -> None:
     grid = tile_grid(LAT, LON, 0.6, 64)
     one = stack.read([str(west)], grid)
     assert one is not None and 0.3 < one[1].mean() < 0.7
-    both, valid, _ = stack.read([str(west), str(east)], grid)  # type: ignore[misc]
+    both, valid, *_ = stack.read([str(west), str(east)], grid)  # type: ignore[misc]
     assert valid.mean() > 0.97
     assert np.nanmean(both[:, :20]) == pytest.approx(1.0) and np.nanmean(both[:, -20:]) == pytest.approx(2.0)
     assert stack.read([str(west)], tile_grid(LAT + 0.01, LON, 0.6, 64)) is None

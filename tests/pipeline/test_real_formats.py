@@ -1,0 +1,57 @@
+"""The tiny world in the services' own formats builds the same samples as the native world: rasters cut into
+COG tiles on their own pixel grid, listed as a STAC ItemCollection (aerial) and a stac-geoparquet file (DSM)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import TINY_BUILD_ARGS
+from unigeo.cli import cli
+from unigeo.synth.formats import write_stac_rasters
+
+
+def members(build: Path) -> dict[str, bytes]:
+    out = {}
+    for shard in sorted((build / "shards").glob("*/*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                f = tar.extractfile(m)
+                assert f is not None
+                out[m.name] = f.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def stac_build(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    world = tmp_path_factory.mktemp("stac_world") / "world"
+    shutil.copytree(tiny_world, world)
+    summary = write_stac_rasters(str(world), tiles_per_side=4)
+    assert summary["aerial"]["items"] == 32 and summary["dsm"]["items"] == 16
+    out = world.parent / "build"
+    r = CliRunner().invoke(cli, ["-q", "build", "--config", str(world / "sources.yaml"), "--out", str(out),
+                                 *TINY_BUILD_ARGS])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.slow
+def test_stac_tiles_build_the_native_samples_byte_for_byte(stac_build: Path, tiny_build: Path) -> None:
+    ours, native = members(stac_build), members(tiny_build)
+    assert ours.keys() == native.keys() and native
+    differ = sorted(k for k in native if ours[k] != native[k])
+    assert all(k.endswith(".json") for k in differ), differ[:5]  # only the json's source files differ
+    kinds = {k.split(".", 1)[1] for k in native}
+    assert {"aerial.png", "dsm.npy", "txt", "sv.000.jpg"} <= kinds
+    metas = [json.loads(v) for k, v in ours.items() if k.endswith(".json")]
+    files = [f for m in metas for kind in ("aerial", "dsm") if m[kind] for f in m[kind]["files"]]
+    assert files and all(f.startswith("stac/") for f in files)
+    assert max(len(m["aerial"]["files"]) for m in metas if m["aerial"]) <= 9  # the files it read, of 16
+    manifest = json.loads((stac_build / "manifest.json").read_text())
+    assert manifest["config"]["aerial"] == [{"stac": str(stac_build.parent / "world" / "stac" / "aerial.json"),
+                                             "asset": "image"}]
