@@ -228,7 +228,7 @@ def parse_config(data: Any, path: str) -> SourcesConfig:
         raise ConfigError(f"{path}: `dates` must map raster paths to dates")
     dates = {resolve(str(k), base): parse_date(v, f"{path}: dates[{k}]") for k, v in dates_raw.items()}
 
-    def rasters(key: str) -> tuple[RasterSpec, ...]:
+    def rasters(key: str) -> tuple[RasterSpec | StacSpec, ...]:
         raw = data.get(key) or []
         if isinstance(raw, str):
             raw = [raw]

@@ -321,9 +321,8 @@ class RasterStack:
         files it meets, then decimated here (block averages) when the source is finer; None when no file's
         window reaches the grid (a file that reaches it with nodata alone gives a tile that is all invalid)."""
         c0, r0, c1, r1, factor = window
-        bands = 3 if self.kind == "aerial" else 1
-        data = (np.zeros((bands, r1 - r0, c1 - c0), np.uint8) if self.kind == "aerial"
-                else np.full((1, r1 - r0, c1 - c0), np.nan, np.float32))
+        data: np.ndarray = (np.zeros((3, r1 - r0, c1 - c0), np.uint8) if self.kind == "aerial"
+                            else np.full((1, r1 - r0, c1 - c0), np.nan, np.float32))
         mask = np.zeros((r1 - r0, c1 - c0), bool)
         met, used = [], []
         for path in paths:  # the first file wins: later ones fill only what is still empty

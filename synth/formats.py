@@ -87,7 +87,7 @@ def write_stac_rasters(world: str, tiles_per_side: int = TILES_PER_SIDE,
         items = []
         for spec in cfg.aerial if kind == "aerial" else cfg.dsm:
             assert isinstance(spec, RasterSpec)
-            date = open_raster(spec, kind).date  # type: ignore[arg-type]
+            date = open_raster(spec, kind).date
             stem = os.path.splitext(os.path.basename(spec.path))[0]
             tiles = cut_raster(spec.path, os.path.join(root, stem), tiles_per_side)
             items += [raster_item(t, date, ASSETS[kind], root) for t in tiles]
