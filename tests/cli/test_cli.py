@@ -15,7 +15,7 @@ from unigeo.sources.config import load_config
 def test_help_lists_every_command_of_the_contract() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "synth", "build", "report", "audit", "train", "eval"):
+    for command in ("demo", "synth", "plan", "build", "report", "audit", "train", "eval"):
         assert f"  {command} " in result.output
 
 

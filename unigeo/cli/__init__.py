@@ -9,6 +9,7 @@ from unigeo.cli.audit import audit
 from unigeo.cli.build import build
 from unigeo.cli.demo import demo
 from unigeo.cli.options import verbosity
+from unigeo.cli.plan import plan
 from unigeo.cli.report import report
 from unigeo.cli.synth import synth
 from unigeo.cli.train import eval_command, train_command
@@ -22,7 +23,7 @@ def cli() -> None:
     with Apache Beam, and train on it."""
 
 
-for command in (demo, synth, build, report, audit, train_command, eval_command):
+for command in (demo, synth, plan, build, report, audit, train_command, eval_command):
     cli.add_command(command)
 
 

@@ -95,6 +95,17 @@ def check_remote(config_path: str, out: str, dry: bool) -> None:
         probe(path)  # checks the bucket's name first
 
 
+def check_inputs(inputs: Any, opts: BuildOptions) -> None:
+    """The raster checks of `unigeo plan` (headers and catalogs only), logged; ``PlanError`` for what would leave
+    a modality empty, before anything is written."""
+    from unigeo.pipeline.plan import Plan, check_plan, input_checks
+
+    plan = input_checks(Plan(), inputs.metros, inputs.aerial, inputs.dsm, opts, inputs.catalogs)
+    for line in plan.warnings:
+        log.warning("%s", line)
+    check_plan(plan)
+
+
 def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]) -> dict[str, Any]:
     """Every check of a build, then the job translated for its runner and not run (``--dry_run=True``);
     nothing under ``out`` changes and a ``gs://`` / ``s3://`` ``out`` is not listed. Returns what
@@ -104,6 +115,7 @@ def dry_run(config_path: str, out: str, opts: BuildOptions, beam_args: list[str]
 
     folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
+    check_inputs(inputs, opts)
     check_covering(inputs.metros, opts.level, opts.max_cells)
     folder.check_output_folder(out, inputs.config.path, inputs.config.data_paths, list_remote=False)
     layout = folder.layout_for(out, opts.layout)
@@ -130,6 +142,7 @@ def run_build(config_path: str, out: str, opts: BuildOptions, beam_args: list[st
 
     folder.check_not_a_file(out)
     inputs = read_inputs(config_path)
+    check_inputs(inputs, opts)
     check_covering(inputs.metros, opts.level, opts.max_cells)
     recovered = folder.recover(out)
     if recovered:
@@ -233,5 +246,10 @@ class ConfigurationError(click.ClickException):
 
 def cli_error(e: UniGeoError) -> click.ClickException:
     """The command-line error of a build error: exit 1 for a URL that cannot be reached (the configuration may
-    be right), exit 2 for anything else found before the build started (configuration, inputs, --out)."""
+    be right) and for inputs that would leave a modality empty (as `unigeo plan`), exit 2 for anything else
+    found before the build started (configuration, inputs, --out)."""
+    from unigeo.pipeline.plan import PlanError
+
+    if isinstance(e, PlanError):
+        return click.ClickException("\n".join(e.problems))
     return click.ClickException(str(e)) if isinstance(e, AccessError) else ConfigurationError(str(e))

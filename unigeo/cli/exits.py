@@ -17,10 +17,17 @@ EXIT_STATUS: dict[str, dict[int, str]] = {
         1: "the world was written but does not read back",
         2: USAGE + "; an --out that holds files other than a synthetic world's, without --overwrite",
     },
+    "plan": {
+        0: "the plan was printed and nothing would leave a modality empty",
+        1: "something would leave a modality empty (no raster epoch inside --years, no coverage of a metro, no "
+           "panorama): each line names the input and the fix; an input URL could not be reached",
+        2: USAGE + "; a bad sources.yaml or an unusable input file",
+    },
     "build": {
         0: "built and published",
-        1: "the build failed, or its shards did not hold what its ledger kept (the earlier build is kept); more "
-           "than --max-reject-fraction of the panoramas were rejected (everything is written first); an input or "
+        1: "the build's inputs would leave a modality empty (the lines of `unigeo plan`, before anything is "
+           "written); the build failed, or its shards did not hold what its ledger kept (the earlier build is "
+           "kept); more than --max-reject-fraction of the panoramas were rejected (everything is written first); an input or "
            "output URL could not be reached or read (credentials, network)",
         2: USAGE + "; a bad sources.yaml, an unusable input file, a Beam pipeline option Beam refuses (a "
            "project id, a bucket name)",
