@@ -27,8 +27,8 @@ EXIT_STATUS: dict[str, dict[int, str]] = {
         0: "built and published",
         1: "the build's inputs would leave a modality empty (the lines of `unigeo plan`, before anything is "
            "written); the build failed, or its shards did not hold what its ledger kept (the earlier build is "
-           "kept); more than --max-reject-fraction of the panoramas were rejected (everything is written first); an input or "
-           "output URL could not be reached or read (credentials, network)",
+           "kept); more than --max-reject-fraction of the panoramas were rejected (everything is written "
+           "first); an input or output URL could not be reached or read (credentials, network)",
         2: USAGE + "; a bad sources.yaml, an unusable input file, a Beam pipeline option Beam refuses (a "
            "project id, a bucket name)",
     },
