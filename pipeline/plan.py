@@ -119,8 +119,8 @@ def raster_checks(kind: str, rasters: Sequence[RasterSource], metros: Sequence[M
     for m in metros:
         shares = {}
         for year in sorted(found):
-            files = [r for r in rasters if r.date.year == year]
-            shares[str(year)] = {"files": len(files), "coverage": round(coverage(m, files), 4),
+            epoch = [r for r in rasters if r.date.year == year]
+            shares[str(year)] = {"files": len(epoch), "coverage": round(coverage(m, epoch), 4),
                                  "used": year in used_years}
         plan.metros[m.name].setdefault("rasters", {})[kind] = shares
         if not any(s["coverage"] > 0 for y, s in shares.items() if s["used"]):
