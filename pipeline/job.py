@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 from pyproj import Geod
@@ -51,6 +52,7 @@ from unigeo.sources.panoramas import index_chunks
 from unigeo.sources.pois import PoiTable, read_pois
 from unigeo.sources.rasters import RasterSource
 from unigeo.sources.stac import StacRasters, open_rasters
+from unigeo.sources.streetlevel import read_service
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,11 @@ class BuildInputs:
     dsm: list[RasterSource]
     pois: PoiTable | None
     catalogs: dict[str, dict[str, StacRasters]] = field(default_factory=dict)  # kind -> STAC source -> listing
+    panoramas: tuple[str | pd.DataFrame, ...] = ()  # per panorama source: a native index, or a service's rows
+
+    @property
+    def panorama_sources(self) -> tuple[str | pd.DataFrame, ...]:
+        return self.panoramas or (self.config.panoramas,)
 
 
 def read_inputs(config_path: str) -> BuildInputs:
@@ -74,16 +81,30 @@ def read_inputs(config_path: str) -> BuildInputs:
         ConfigError, SourceError: bad configuration or an unusable input.
     """
     cfg = load_config(config_path)
-    check_sources_supported(cfg)
-    index_chunks(cfg.panoramas)  # a missing or malformed index fails here, before anything is written
+    panoramas = tuple(read_service(p.format, p.path, p.images) if p.format != "native" else p.path
+                      for p in cfg.panorama_sources)
+    for source in panoramas:  # a missing or malformed index fails here, before anything is written
+        if isinstance(source, str):
+            index_chunks(source)
     metros = [read_boundary(m.boundary, m.name) for m in cfg.metros]
     for m in metros:
         for repair in m.repairs:
             log.warning("metro %s: %s", m.name, repair)
     areas = metro_areas(metros)
     aerial, dsm = open_rasters(cfg.aerial, "aerial", areas), open_rasters(cfg.dsm, "dsm", areas)
-    return BuildInputs(cfg, metros, aerial.sources, dsm.sources, read_pois(cfg.pois) if cfg.pois else None,
-                       {"aerial": aerial.catalogs, "dsm": dsm.catalogs})
+    return BuildInputs(cfg, metros, aerial.sources, dsm.sources, read_poi_sources(cfg, areas),
+                       {"aerial": aerial.catalogs, "dsm": dsm.catalogs}, panoramas)
+
+
+def read_poi_sources(cfg: SourcesConfig, areas: list[tuple[float, float, float, float]]) -> PoiTable | None:
+    """Every POI source of the config as one table (None without any); each reject names its file."""
+    tables = [(p.path, read_pois(p.path, p.format, p.min_confidence, areas)) for p in cfg.poi_sources]
+    if not tables:
+        return None
+    if len(tables) == 1:
+        return tables[0][1]
+    return PoiTable(pd.concat([t.pois for _, t in tables], ignore_index=True),
+                    pd.concat([t.rejects.assign(file=path) for path, t in tables], ignore_index=True))
 
 
 AREA_MARGIN_DEG = 0.01  # about 1 km: a raster just outside a metro still serves the tiles of its border cells
@@ -93,18 +114,6 @@ def metro_areas(metros: list[Metro]) -> list[tuple[float, float, float, float]]:
     """The metros' lon/lat bounds with a margin: what a STAC item must meet to be read."""
     return [(w - AREA_MARGIN_DEG, s - AREA_MARGIN_DEG, e + AREA_MARGIN_DEG, n + AREA_MARGIN_DEG)
             for w, s, e, n in (m.geometry.bounds for m in metros)]
-
-
-def check_sources_supported(cfg: SourcesConfig) -> None:
-    """Panorama and POI sources this version reads.
-
-    Raises:
-        ConfigError: more than one source, or a format other than the native index and vector files.
-    """
-    for key, sources in (("panoramas", cfg.panorama_sources), ("pois", cfg.poi_sources)):
-        if len(sources) > 1 or any(s.format != "native" for s in sources):
-            raise ConfigError(f"{cfg.path}: `{key}`: this version reads one native source; convert the others to "
-                              "the native format (docs/your-own-data.md)")
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ class LocationStages:
 def add_location_stages(p: beam.Pipeline, cfg: SourcesConfig, staged: StagedInputs, opts: BuildOptions,
                         out: str) -> LocationStages:
     """Ingest, duplicates, cells and split, farthest-point selection, and the covering with its sink."""
-    read = ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
+    read = ReadPanoramas(staged.panoramas) if staged.panoramas else ReadPanoramas(cfg.panoramas, parent(cfg.panoramas))
     panos = p | "ReadPanoramas" >> read
     assigned = panos["good"] | "AssignCells" >> AssignCells(staged.metros, opts.level, opts.holdout_year,
                                                             opts.year_range, read.parts)
@@ -258,7 +267,7 @@ def translate(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list
     options = pipeline_options(beam_args)
     runner = runner_name(options)
     with tempfile.TemporaryDirectory(prefix="unigeo-dry-run-") as tmp:
-        staged = stage_inputs(tmp, inputs.metros, inputs.pois, inputs.config.pois)
+        staged = stage_inputs(tmp, inputs.metros, inputs.pois, inputs.config.pois, inputs.panorama_sources)
         p = beam.Pipeline(options=options)
         build_pipeline(p, inputs.config, staged, opts, out, inputs.aerial, inputs.dsm)
         dataflow = runner.endswith("DataflowRunner")
@@ -274,7 +283,7 @@ def run_job(inputs: BuildInputs, out: str, opts: BuildOptions, beam_args: list[s
     """Run the build job on checked inputs; returns its counters and what the manifest records of the run
     (``runner``, ``beam_args``, ``duration_s``, ``started_unix``)."""
     options = pipeline_options(beam_args)
-    staged = stage_inputs(out, inputs.metros, inputs.pois, inputs.config.pois)
+    staged = stage_inputs(out, inputs.metros, inputs.pois, inputs.config.pois, inputs.panorama_sources)
     runner = runner_name(options)
     log.info("building %s -> %s on %s (level %d, max %d panoramas per cell, holdout %d, years %s)",
              inputs.config.path, out, runner, opts.level, opts.max_panos, opts.holdout_year, opts.years)

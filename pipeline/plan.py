@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import Geod
 
@@ -28,7 +29,7 @@ from unigeo.pipeline.locate import assign_batch
 from unigeo.pipeline.options import BuildOptions
 from unigeo.pipeline.tiles import epochs_for_split
 from unigeo.sources.metros import Metro
-from unigeo.sources.panoramas import read_panorama_index
+from unigeo.sources.panoramas import PanoramaTable, check_rows, drop_duplicates, index_chunks, read_indexes
 from unigeo.sources.pois import PoiTable
 from unigeo.sources.rasters import RasterSource
 from unigeo.sources.stac import StacRasters
@@ -139,7 +140,23 @@ def _rates() -> dict[str, Any] | None:
             "tile_bytes": {e: samples[e]["bytes_per_sample_excluding_crops"] for e in ("standard", "compact")}}
 
 
-def make_plan(panoramas: str, metros: Sequence[Metro], aerial: Sequence[RasterSource], dsm: Sequence[RasterSource],
+def read_panoramas(sources: Sequence[str | pd.DataFrame]) -> PanoramaTable:
+    """Every panorama source (a native index's path, or a service's records as rows) checked as the build checks
+    them: rows numbered on from one source to the next, duplicates resolved across them."""
+    parts, offset = [], 0
+    for source in sources:
+        if isinstance(source, str):
+            table = read_indexes([index_chunks(source, offset)])
+        else:
+            table = check_rows(source, ".", offset)
+        parts.append(table)
+        offset += table.n_input
+    return drop_duplicates(PanoramaTable(pd.concat([p.good for p in parts], ignore_index=True),
+                                         pd.concat([p.rejects for p in parts], ignore_index=True)))
+
+
+def make_plan(panoramas: Sequence[str | pd.DataFrame], metros: Sequence[Metro], aerial: Sequence[RasterSource],
+              dsm: Sequence[RasterSource],
               pois: PoiTable | None, opts: BuildOptions, catalogs: dict[str, dict[str, StacRasters]] | None = None
               ) -> Plan:
     """The plan of a build of these inputs with these options (the panorama index is read; rasters only by
@@ -148,7 +165,7 @@ def make_plan(panoramas: str, metros: Sequence[Metro], aerial: Sequence[RasterSo
     for m in metros:
         area, perimeter = Geod(ellps="WGS84").geometry_area_perimeter(m.geometry)
         plan.metros[m.name] = {"cells": estimate_cells(abs(area), perimeter, opts.level)}
-    table = read_panorama_index(panoramas)
+    table = read_panoramas(panoramas)
     prepared = [(m.name, m.geometry) for m in metros]
     for _, g in prepared:
         shapely.prepare(g)
@@ -170,7 +187,7 @@ def make_plan(panoramas: str, metros: Sequence[Metro], aerial: Sequence[RasterSo
             "kept": {s: int(kept[splits == s].sum()) for s in SPLITS},
         })
         if not len(rows):
-            plan.errors.append(f"panoramas: none of {panoramas} lies in metro {m.name} within {opts.years} (holdout "
+            plan.errors.append(f"panoramas: none lies in metro {m.name} within --years {opts.years} (holdout "
                                f"{opts.holdout_year}); street view would be empty")
         elif not plan.metros[m.name]["samples"][TEST]:
             plan.warnings.append(f"panoramas: none of metro {m.name} is from the holdout year {opts.holdout_year}: "

@@ -8,16 +8,19 @@ outlines from here too, so a build folder stays readable after its inputs move.
 ``DIR/inputs/metros.geojson``     every metro: name, source file, repairs, (multi)polygon in EPSG:4326
 ``DIR/inputs/pois.parquet``       POIs in the common schema (``sources.pois.POI_COLUMNS``)
 ``DIR/inputs/poi_rejects.parquet`` POI rows the reader rejected, with the source file
+``DIR/inputs/panoramas-N.parquet`` the N-th panorama source of the config, when it is a service's records
+                                  (Mapillary, Panoramax) read into the native index's columns
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
@@ -44,6 +47,12 @@ class StagedInputs:
     metros: str
     pois: str | None = None
     poi_rejects: str | None = None
+    panoramas: tuple[str, ...] = ()  # the panorama indexes in config order: native files, or staged ones
+
+
+def panorama_index(out: str, n: int) -> str:
+    """Where the ``n``-th panorama source (a service's records) is staged as a native index."""
+    return join(out, f"{FOLDER}/panoramas-{n}.parquet")
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -52,15 +61,29 @@ def _parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def stage_inputs(out: str, metros: list[Metro], pois: PoiTable | None, pois_path: str | None) -> StagedInputs:
-    """Write the staged inputs of a build under ``out``."""
+def stage_inputs(out: str, metros: list[Metro], pois: PoiTable | None, pois_path: str | None,
+                 panoramas: Sequence[str | pd.DataFrame] = ()) -> StagedInputs:
+    """Write the staged inputs of a build under ``out``; ``panoramas``: each panorama source in config order,
+    the path of a native index or a service's records as rows (staged here)."""
+    indexes = []
+    for n, source in enumerate(panoramas):
+        if isinstance(source, str):
+            indexes.append(source)
+        else:
+            indexes.append(panorama_index(out, n))
+            write_bytes(indexes[-1], _parquet(pa.Table.from_pandas(source, preserve_index=False)))
+    staged = _stage(out, metros, pois, pois_path)
+    return StagedInputs(staged.metros, staged.pois, staged.poi_rejects, tuple(indexes))
+
+
+def _stage(out: str, metros: list[Metro], pois: PoiTable | None, pois_path: str | None) -> StagedInputs:
     features = [{"type": "Feature", "properties": {"name": m.name, "source": m.source, "repairs": list(m.repairs)},
                  "geometry": json.loads(shapely.to_geojson(m.geometry))} for m in metros]
     write_bytes(join(out, METROS), json.dumps({"type": "FeatureCollection", "features": features}).encode())
     if pois is None:
         return StagedInputs(join(out, METROS))
     write_bytes(join(out, POIS), _parquet(pa.Table.from_pandas(pois.pois, preserve_index=False)))
-    rejects = pois.rejects.assign(file=pois_path or "")
+    rejects = pois.rejects if "file" in pois.rejects.columns else pois.rejects.assign(file=pois_path or "")
     write_bytes(join(out, POI_REJECTS), _parquet(pa.Table.from_pandas(rejects, preserve_index=False)))
     return StagedInputs(join(out, METROS), join(out, POIS), join(out, POI_REJECTS))
 

@@ -57,7 +57,7 @@ from unigeo.sources.panoramas import (
     DUPLICATE_VALUES,
     IndexChunk,
     check_rows,
-    index_chunks,
+    index_sources,
     read_chunk,
     resolve_duplicates,
 )
@@ -101,13 +101,12 @@ def _by_part(df: pd.DataFrame, column: str, parts: int) -> Iterator[tuple[int, p
 
 
 class _CheckRows(beam.DoFn):
-    def __init__(self, base_dir: str, parts: int) -> None:
-        self.base_dir = base_dir
+    def __init__(self, parts: int) -> None:
         self.parts = parts
 
     def process(self, chunk: IndexChunk) -> Iterator[Any]:
         for offset, df in read_chunk(chunk):
-            table = check_rows(df, self.base_dir, offset)
+            table = check_rows(df, chunk.uri_base, offset)
             inc_counter("ingest", "rows_in", len(df))
             inc_counter("ingest", "rows_valid", len(table.good))
             yield from _by_part(table.good[PANO_COLUMNS], "pano_id", self.parts)
@@ -145,29 +144,30 @@ class _ResolveDuplicates(beam.DoFn):
 
 @dataclass(eq=False)
 class ReadPanoramas(beam.PTransform):
-    """Panorama index -> valid, de-duplicated panoramas (``good``: DataFrame batches of ``PANO_COLUMNS``)
+    """Panorama indexes -> valid, de-duplicated panoramas (``good``: DataFrame batches of ``PANO_COLUMNS``)
     and batches of rejects (``rejects``: ``Reject`` fields as plain tuples).
 
-    The index is split into chunks when the pipeline is built (a bad or incomplete index fails then);
-    ``parts`` partitions by pano_id bring every row of one id together for the duplicate check.
+    ``path`` is one index (its relative uris resolve against ``base_dir``) or several, read as one: rows are
+    numbered on from one index to the next, each index's uris resolve against its own folder. The indexes
+    are split into chunks when the pipeline is built (a bad or incomplete index fails then); ``parts``
+    partitions by pano_id bring every row of one id together for the duplicate check.
     """
 
-    path: str
-    base_dir: str
+    path: str | tuple[str, ...]
+    base_dir: str = ""
     chunks: list[IndexChunk] = field(init=False)
     parts: int = field(init=False)
 
     def __post_init__(self) -> None:
         super().__init__()
-        self.chunks = index_chunks(self.path)
+        self.chunks = index_sources((self.path,) if isinstance(self.path, str) else self.path, self.base_dir)
         self.parts = location_parts(self.chunks)
 
     def expand(self, pbegin: Any) -> dict[str, Any]:
         checked = (pbegin
                    | "Chunks" >> beam.Create(self.chunks)
                    | "Spread" >> beam.Reshuffle()
-                   | "CheckRows" >> beam.ParDo(_CheckRows(self.base_dir, self.parts)).with_outputs(REJECTS,
-                                                                                                   main="good"))
+                   | "CheckRows" >> beam.ParDo(_CheckRows(self.parts)).with_outputs(REJECTS, main="good"))
         unique = (checked.good
                   | "GroupById" >> beam.GroupByKey()
                   | "Duplicates" >> beam.ParDo(_ResolveDuplicates()).with_outputs(REJECTS, main="good"))

@@ -10,7 +10,7 @@ input row comes back either in ``good`` or in ``rejects`` with a reason from ``u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +50,13 @@ class IndexChunk:
 
     path: str
     part: int  # Parquet row group; -1 for CSV
-    row_offset: int  # input row number of the chunk's first row (CSV: 0)
+    row_offset: int  # input row number of the chunk's first row (CSV: the source's first row)
     n_rows: int  # -1 when unknown before reading (CSV)
+    base_dir: str = ""  # what relative uris resolve against (default: the index's folder)
+
+    @property
+    def uri_base(self) -> str:
+        return self.base_dir or parent(self.path)
 
 
 def _format(path: str) -> str:
@@ -70,8 +75,9 @@ def _check_columns(path: str, columns: list[str]) -> None:
                           f"the index needs columns {list(REQUIRED_COLUMNS)}")
 
 
-def index_chunks(path: str) -> list[IndexChunk]:
-    """Split an index into chunks without reading its rows (Parquet: footer only; CSV: header).
+def index_chunks(path: str, row_offset: int = 0, base_dir: str = "") -> list[IndexChunk]:
+    """Split an index into chunks without reading its rows (Parquet: footer only; CSV: header); rows are
+    numbered from ``row_offset`` (an index after others in the config continues their numbering).
 
     Raises:
         SourceError: unknown format, unreadable file, or a required column missing.
@@ -82,13 +88,13 @@ def index_chunks(path: str) -> list[IndexChunk]:
             if fmt == "csv":
                 header = pd.read_csv(f, nrows=0).columns.tolist()
                 _check_columns(path, header)
-                return [IndexChunk(path, -1, 0, -1)]
+                return [IndexChunk(path, -1, row_offset, -1, base_dir)]
             meta = pq.ParquetFile(f).metadata
             _check_columns(path, list(meta.schema.names))
-            chunks, offset = [], 0
+            chunks, offset = [], row_offset
             for i in range(meta.num_row_groups):
                 n = meta.row_group(i).num_rows
-                chunks.append(IndexChunk(path, i, offset, n))
+                chunks.append(IndexChunk(path, i, offset, n, base_dir))
                 offset += n
             return chunks
     except SourceError:
@@ -99,11 +105,32 @@ def index_chunks(path: str) -> list[IndexChunk]:
         raise SourceError(path, f"cannot read panorama index: {e}") from e
 
 
+def index_sources(paths: Sequence[str], base_dir: str = "") -> list[IndexChunk]:
+    """The chunks of several indexes read as one, rows numbered on from one to the next (a CSV followed by
+    another index is read through once to count its rows); ``base_dir`` resolves the uris of a single index
+    (default: each index's folder)."""
+    chunks: list[IndexChunk] = []
+    offset = 0
+    for i, path in enumerate(paths):
+        these = index_chunks(path, offset, base_dir if len(paths) == 1 else "")
+        chunks += these
+        if i < len(paths) - 1:
+            offset += count_rows(these)
+    return chunks
+
+
+def count_rows(chunks: list[IndexChunk]) -> int:
+    """The rows of an index's chunks (a CSV is read through once to count them)."""
+    if all(c.n_rows >= 0 for c in chunks):
+        return sum(c.n_rows for c in chunks)
+    return sum(len(df) for c in chunks for _, df in read_chunk(c))
+
+
 def read_chunk(chunk: IndexChunk, csv_rows: int = 200_000) -> Iterator[tuple[int, pd.DataFrame]]:
     """Raw rows of a chunk as (row_offset, DataFrame) pieces; CSV values stay text."""
     with open_binary(chunk.path) as f:
         if chunk.part < 0:
-            offset = 0
+            offset = chunk.row_offset
             for df in pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""], chunksize=csv_rows):
                 yield offset, df
                 offset += len(df)
@@ -117,8 +144,13 @@ def read_panorama_index(path: str) -> PanoramaTable:
     Raises:
         SourceError: the file cannot be read, or a required column is missing.
     """
-    base_dir = parent(path)
-    parts = [check_rows(df, base_dir, offset) for chunk in index_chunks(path) for offset, df in read_chunk(chunk)]
+    return read_indexes([index_chunks(path)])
+
+
+def read_indexes(indexes: list[list[IndexChunk]]) -> PanoramaTable:
+    """Read and validate several indexes as one (their rows numbered on), duplicates resolved across them."""
+    parts = [check_rows(df, chunk.uri_base, offset) for chunks in indexes for chunk in chunks
+             for offset, df in read_chunk(chunk)]
     good = pd.concat([p.good for p in parts], ignore_index=True) if parts else pd.DataFrame()
     rejects = pd.concat([p.rejects for p in parts], ignore_index=True) if parts else pd.DataFrame()
     return drop_duplicates(PanoramaTable(good, rejects))
@@ -183,6 +215,11 @@ def check_rows(df: pd.DataFrame, base_dir: str = ".", row_offset: int = 0) -> Pa
     captured, year, date_status = parse_capture_dates(df["captured_at"])
     uri = _text(df["uri"])
 
+    if "reject_reason" in df.columns:  # a service's record that is no panorama (unigeo.sources.streetlevel)
+        given = _text(df["reject_reason"])
+        reason[given != ""] = given[given != ""]
+        if "reject_detail" in df.columns:
+            detail[given != ""] = _text(df["reject_detail"])[given != ""]
     flag(pano_id == "", reasons.MISSING_PANO_ID, "pano_id is empty")
     flag(~lat.between(-90, 90), reasons.BAD_LAT, lambda m: "lat=" + _text(df["lat"][m]))
     flag(~lon.between(-180, 180), reasons.BAD_LON, lambda m: "lon=" + _text(df["lon"][m]))

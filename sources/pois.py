@@ -1,19 +1,27 @@
-"""Points of interest from GeoJSON, GeoPackage, GeoParquet or OpenStreetMap ``.osm.pbf``.
+"""Points of interest from GeoJSON, GeoPackage, GeoParquet, OpenStreetMap ``.osm.pbf`` or Overture places.
 
 Every source becomes one table with columns ``POI_COLUMNS``: a stable ``poi_id``, ``name`` (may be
 empty), ``category`` (e.g. ``cafe``, ``supermarket``, ``park``), ``lon``/``lat`` in EPSG:4326 (a
 polygon becomes a point inside it), ``source_id`` (the id in the source), ``neighbourhood`` (empty
 when the source has none). Rows without a category or without a usable geometry are rejected.
+
+Given the metros' areas, large sources are read for those areas alone: an ``.osm.pbf`` extract is clipped to
+their bounding box as it is parsed (pyrosm), and Overture places GeoParquet is filtered on its ``bbox``
+columns as it is read (pyarrow), so a country-size file is never loaded whole. Overture rows below
+``min_confidence`` are rejected (``poi_low_confidence``); their categories map onto the words the
+descriptions use through ``OVERTURE_CATEGORIES`` (a category not in the table is kept as it is).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from unigeo.core import reasons
 from unigeo.core.errors import MissingCRSError, SourceError
@@ -26,6 +34,25 @@ OSM_CATEGORY_KEYS = ("amenity", "shop", "tourism", "leisure", "office", "craft",
 _NEIGHBOURHOOD_KEYS = ("neighbourhood", "neighborhood", "addr:neighbourhood", "addr:suburb", "suburb", "district")
 
 
+# Overture places categories (``basic_category``, else ``categories.primary``) -> the categories descriptions
+# use (OpenStreetMap's words, as in ``unigeo.pipeline.text``). Documented in docs/inputs.md.
+OVERTURE_CATEGORIES = {
+    "coffee_shop": "cafe", "cafe": "cafe", "tea_room": "cafe",
+    "restaurant": "restaurant", "fast_food_restaurant": "fast_food", "pizza_restaurant": "restaurant",
+    "bar": "bar", "pub": "pub", "cocktail_bar": "bar", "wine_bar": "bar", "brewery": "bar",
+    "bakery": "bakery", "grocery_store": "grocery", "supermarket": "supermarket", "convenience_store": "convenience",
+    "farmers_market": "marketplace", "pharmacy": "pharmacy", "drugstore": "pharmacy",
+    "bank": "bank", "atms": "atm", "atm": "atm", "hotel": "hotel", "motel": "hotel", "hostel": "hostel",
+    "gym": "gym", "fitness_center": "gym", "park": "park", "playground": "playground", "library": "library",
+    "museum": "museum", "art_museum": "museum", "movie_theater": "cinema", "theatre": "theatre",
+    "performing_arts_theater": "theatre", "school": "school", "elementary_school": "school",
+    "middle_school": "school", "high_school": "school", "college_university": "university",
+    "university": "university", "hospital": "hospital", "clothing_store": "clothes", "parking": "parking",
+    "place_of_worship": "place_of_worship", "church_cathedral": "place_of_worship", "post_office": "post_office",
+}
+BBox = tuple[float, float, float, float]  # west, south, east, north
+
+
 @dataclass(frozen=True)
 class PoiTable:
     """POIs in the common schema plus the rejected rows."""
@@ -34,17 +61,20 @@ class PoiTable:
     rejects: pd.DataFrame
 
 
-def read_pois(path: str) -> PoiTable:
-    """Read POIs from any supported file.
+def read_pois(path: str, fmt: str = "native", min_confidence: float = 0.0, areas: Sequence[BBox] = ()) -> PoiTable:
+    """Read POIs from any supported file (``fmt`` ``overture``: Overture places GeoParquet), for ``areas`` alone
+    where the format allows (``.osm.pbf``, Overture; all when empty).
 
     Raises:
         SourceError: unreadable file or unknown format.
         MissingCRSError: a vector file without CRS.
     """
+    if fmt == "overture":
+        return read_overture(path, min_confidence, areas)
     lower = path.lower()
     try:
         if lower.endswith(".osm.pbf"):
-            gdf = _read_osm(path)
+            gdf = _read_osm(path, areas)
         elif lower.endswith((".parquet", ".geoparquet")):
             gdf = gpd.read_parquet(path)
         else:
@@ -58,14 +88,20 @@ def read_pois(path: str) -> PoiTable:
     return normalise_pois(gdf, source_name=os.path.basename(path))
 
 
-def _read_osm(path: str) -> gpd.GeoDataFrame:
+def _union_box(areas: Sequence[BBox]) -> list[float] | None:
+    if not areas:
+        return None
+    return [min(a[0] for a in areas), min(a[1] for a in areas), max(a[2] for a in areas), max(a[3] for a in areas)]
+
+
+def _read_osm(path: str, areas: Sequence[BBox] = ()) -> gpd.GeoDataFrame:
     try:
         from pyrosm import OSM  # heavy import, only for .osm.pbf
     except ImportError as e:
         raise SourceError(path, "reading .osm.pbf POIs needs pyrosm", "pip install 'unigeo[osm]'") from e
 
     filt = {k: True for k in OSM_CATEGORY_KEYS}
-    gdf = OSM(path).get_pois(custom_filter=filt)
+    gdf = OSM(path, bounding_box=_union_box(areas)).get_pois(custom_filter=filt)
     if gdf is None or len(gdf) == 0:
         return gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs="EPSG:4326")
     gdf = gdf.copy()
@@ -131,3 +167,79 @@ def normalise_pois(gdf: gpd.GeoDataFrame, source_name: str) -> PoiTable:
         "detail": detail,
     }, columns=list(REJECT_COLUMNS))
     return PoiTable(pois=pois, rejects=rejects)
+
+
+def _bbox_filter(areas: Sequence[BBox]) -> pc.Expression | None:
+    expr = None
+    for w, s, e, n in areas:
+        one = ((pc.field("bbox", "xmin") <= e) & (pc.field("bbox", "xmax") >= w)
+               & (pc.field("bbox", "ymin") <= n) & (pc.field("bbox", "ymax") >= s))
+        expr = one if expr is None else expr | one
+    return expr
+
+
+def overture_category(basic: object, primary: object) -> str:
+    """The description's category of an Overture place: its ``basic_category`` or ``categories.primary``,
+    through ``OVERTURE_CATEGORIES``."""
+    for value in (basic, primary):
+        if isinstance(value, str) and value.strip():
+            key = value.strip().lower()
+            return OVERTURE_CATEGORIES.get(key, key)
+    return ""
+
+
+def read_overture(path: str, min_confidence: float = 0.0, areas: Sequence[BBox] = ()) -> PoiTable:
+    """Overture places GeoParquet (``id``, ``names.primary``, ``categories.primary`` / ``basic_category``,
+    ``confidence``, WKB ``geometry``), read for ``areas`` alone through its ``bbox`` columns.
+
+    Raises:
+        SourceError: the file cannot be read or is not Overture places.
+    """
+    import pyarrow.parquet as pq
+    import shapely
+
+    from unigeo.core.fileio import open_binary
+
+    try:
+        with open_binary(path) as f:
+            schema = pq.ParquetFile(f).schema_arrow
+            names = set(schema.names)
+            missing = {"id", "geometry", "names", "categories"} - names
+            if missing:
+                raise SourceError(path, f"not Overture places: no {sorted(missing)} column",
+                                  "download the places theme (type=place) as GeoParquet")
+            columns = [c for c in ("id", "geometry", "names", "categories", "basic_category", "confidence")
+                       if c in names]
+            f.seek(0)
+            expr = _bbox_filter(areas) if "bbox" in names else None
+            table = pq.read_table(f, columns=columns, filters=expr)
+    except SourceError:
+        raise
+    except FileNotFoundError as e:
+        raise SourceError(path, "POI file not found") from e
+    except Exception as e:  # pyarrow's errors: not Parquet, a bad filter on a file of another schema
+        raise SourceError(path, f"cannot read Overture places: {e}") from e
+    rows = table.to_pydict()
+    n = table.num_rows
+    confidence = np.array([np.nan if c is None else c for c in rows.get("confidence", [None] * n)], dtype=float)
+    category = [overture_category(b, (c or {}).get("primary"))
+                for b, c in zip(rows.get("basic_category", [None] * n), rows["categories"])]
+    geometry = shapely.from_wkb([g if g is not None else None for g in rows["geometry"]])
+    gdf = gpd.GeoDataFrame({"source_id": rows["id"], "name": [(x or {}).get("primary") or "" for x in rows["names"]],
+                            "category": category}, geometry=geometry, crs="EPSG:4326")
+    table_ = normalise_pois(gdf, source_name=os.path.basename(path))
+    low = confidence < min_confidence
+    if not low.any():
+        return table_
+    low_ids = set(np.asarray(rows["id"], dtype=object)[low].tolist())
+    lost = table_.pois["source_id"].isin(low_ids).to_numpy()
+    index = {sid: i for i, sid in enumerate(rows["id"])}
+    extra = pd.DataFrame({
+        "row": [index[sid] for sid in table_.pois["source_id"][lost]],
+        "source_id": table_.pois["source_id"][lost].to_numpy(),
+        "reason": reasons.POI_LOW_CONFIDENCE,
+        "detail": [f"confidence {confidence[index[sid]]:.2f} < min_confidence {min_confidence}"
+                   for sid in table_.pois["source_id"][lost]],
+    }, columns=list(REJECT_COLUMNS))
+    rejects = pd.concat([table_.rejects, extra], ignore_index=True).sort_values("row", ignore_index=True)
+    return PoiTable(pois=table_.pois[~lost].reset_index(drop=True), rejects=rejects)

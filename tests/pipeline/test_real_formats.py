@@ -1,5 +1,6 @@
 """The tiny world in the services' own formats builds the same samples as the native world: rasters cut into
-COG tiles on their own pixel grid, listed as a STAC ItemCollection (aerial) and a stac-geoparquet file (DSM)."""
+COG tiles on their own pixel grid, listed as a STAC ItemCollection (aerial) and a stac-geoparquet file (DSM);
+panoramas as Mapillary image objects and Panoramax STAC items; POIs as Overture places."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from tests.conftest import TINY_BUILD_ARGS
 from unigeo.cli import cli
-from unigeo.synth.formats import write_stac_rasters
+from unigeo.synth.formats import write_service_world
 
 
 def members(build: Path) -> dict[str, bytes]:
@@ -31,8 +32,8 @@ def members(build: Path) -> dict[str, bytes]:
 def stac_build(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = tmp_path_factory.mktemp("stac_world") / "world"
     shutil.copytree(tiny_world, world)
-    summary = write_stac_rasters(str(world), tiles_per_side=4)
-    assert summary["aerial"]["items"] == 32 and summary["dsm"]["items"] == 16
+    summary = write_service_world(str(world), tiles_per_side=4)
+    assert summary["rasters"]["aerial"]["items"] == 32 and summary["rasters"]["dsm"]["items"] == 16
     out = world.parent / "build"
     r = CliRunner().invoke(cli, ["-q", "build", "--config", str(world / "sources.yaml"), "--out", str(out),
                                  *TINY_BUILD_ARGS])
@@ -45,7 +46,12 @@ def test_stac_tiles_build_the_native_samples_byte_for_byte(stac_build: Path, tin
     ours, native = members(stac_build), members(tiny_build)
     assert ours.keys() == native.keys() and native
     differ = sorted(k for k in native if ours[k] != native[k])
-    assert all(k.endswith(".json") for k in differ), differ[:5]  # only the json's source files differ
+    # The json names other source files; a text lacks the neighbourhood, which Overture places do not carry.
+    assert all(k.endswith((".json", ".txt")) for k in differ), differ[:5]
+    for key in (k for k in differ if k.endswith(".txt")):
+        theirs, mine = native[key].decode(), ours[key].decode()
+        assert "neighborhood" in theirs and "neighborhood" not in mine
+        assert theirs[theirs.index(" close to "):] == mine[mine.index(" close to "):]
     kinds = {k.split(".", 1)[1] for k in native}
     assert {"aerial.png", "dsm.npy", "txt", "sv.000.jpg"} <= kinds
     metas = [json.loads(v) for k, v in ours.items() if k.endswith(".json")]
@@ -55,3 +61,14 @@ def test_stac_tiles_build_the_native_samples_byte_for_byte(stac_build: Path, tin
     manifest = json.loads((stac_build / "manifest.json").read_text())
     assert manifest["config"]["aerial"] == [{"stac": str(stac_build.parent / "world" / "stac" / "aerial.json"),
                                              "asset": "image"}]
+
+
+@pytest.mark.slow
+def test_records_of_services_are_accounted_for(stac_build: Path) -> None:
+    manifest = json.loads((stac_build / "manifest.json").read_text())
+    by_kind = manifest["counts"]["overall"]["rejects_by_kind"]
+    assert by_kind["panorama"]["not_panorama"] == 3 and by_kind["panorama"]["not_equirectangular"] == 1
+    assert by_kind["poi"] == {"poi_low_confidence": 2}  # the far places were never read
+    assert [s["format"] for s in manifest["config"]["panorama_sources"]] == ["mapillary", "panoramax"]
+    r = CliRunner().invoke(cli, ["audit", str(stac_build)])
+    assert r.exit_code == 0, r.output

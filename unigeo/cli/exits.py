@@ -25,7 +25,7 @@ EXIT_STATUS: dict[str, dict[int, str]] = {
     },
     "build": {
         0: "built and published",
-        1: "the build's inputs would leave a modality empty (the lines of `unigeo plan`, before anything is "
+        1: "the build's inputs would leave a modality empty (the plan's raster checks, before anything is "
            "written); the build failed, or its shards did not hold what its ledger kept (the earlier build is "
            "kept); more than --max-reject-fraction of the panoramas were rejected (everything is written "
            "first); an input or output URL could not be reached or read (credentials, network)",

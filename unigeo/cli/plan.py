@@ -37,7 +37,7 @@ def plan(config_path: str, as_json: bool, **values: Any) -> None:
 
     try:
         inputs = read_inputs(config_path)
-        result = make_plan(inputs.config.panoramas, inputs.metros, inputs.aerial, inputs.dsm, inputs.pois, opts,
+        result = make_plan(inputs.panorama_sources, inputs.metros, inputs.aerial, inputs.dsm, inputs.pois, opts,
                            inputs.catalogs)
     except AccessError as e:
         raise click.ClickException(str(e)) from e

@@ -12,6 +12,9 @@ BAD_DATE = "bad_date"  # not an ISO-8601 date or date-time
 MISSING_URI = "missing_uri"  # empty uri
 DUPLICATE_ROW = "duplicate_row"  # same pano_id and same values as an earlier row: the first is kept
 DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"  # same pano_id, different values: all are rejected
+# Panorama records of a service (unigeo.sources.streetlevel): not_equirectangular (below) when the record's
+# width is not twice its height.
+NOT_PANORAMA = "not_panorama"  # Mapillary is_pano false or a perspective/fisheye camera; a field of view under 360
 
 # Panoramas in the build job.
 OUTSIDE_METROS = "outside_metros"  # inside no metro polygon
@@ -20,6 +23,7 @@ YEAR_OUT_OF_RANGE = "year_out_of_range"  # capture year neither the holdout year
 # Points of interest (unigeo.sources.pois).
 POI_MISSING_CATEGORY = "poi_missing_category"  # no category (or no OSM tag that gives one)
 POI_BAD_GEOMETRY = "poi_bad_geometry"  # no geometry, or one with no usable point
+POI_LOW_CONFIDENCE = "poi_low_confidence"  # an Overture place below the source's min_confidence
 
 # Imagery (unigeo.pipeline.imagery).
 MISSING_FILE = "missing_file"  # the panorama's uri does not exist

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from unigeo.core.build_files import MANIFEST, build_root, missing_files
-from unigeo.core.fileio import glob, join, read_bytes, relative, sha256_file
+from unigeo.core.fileio import glob, is_url, join, read_bytes, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
     KEPT,
@@ -43,20 +44,19 @@ from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import iter_shard, read_shard_stats
 from unigeo.outputs.reconcile import read_plans, reconcile
 from unigeo.pipeline.split import parse_years, split_of
-from unigeo.sources.panoramas import index_chunks, read_chunk
+from unigeo.sources.panoramas import count_rows, index_chunks
 
 MAX_LISTED = 50
 
 
-def _input_rows(panoramas: str) -> int | None:
-    """Rows in the panorama index, when it is still readable (None otherwise)."""
+def _input_rows(out: str, config: dict[str, Any]) -> int | None:
+    """Rows in the panorama indexes (a service's records as the build staged them), when they are still
+    readable (None otherwise)."""
+    indexes = config.get("panorama_indexes") or [config["panoramas"]]
     try:
-        chunks = index_chunks(panoramas)
+        return sum(count_rows(index_chunks(p if is_url(p) or os.path.isabs(p) else join(out, p))) for p in indexes)
     except Exception:
         return None
-    if all(c.n_rows >= 0 for c in chunks):
-        return sum(c.n_rows for c in chunks)
-    return sum(len(df) for c in chunks for _, df in read_chunk(c))
 
 
 def check_members(key: str, meta: SampleMeta, members: dict[str, bytes], imagery: dict[str, Any]) -> list[str]:
@@ -194,7 +194,7 @@ def audit_ledger(out: str, manifest: dict[str, Any], owners: RowOwners, fail: Ca
     """
     counts = manifest["counts"]
     options = manifest["options"]
-    n_inputs = _input_rows(manifest["config"]["panoramas"])
+    n_inputs = _input_rows(out, manifest["config"])
     if n_inputs is None:
         n_inputs = counts["overall"]["inputs"]
     elif n_inputs != counts["overall"]["inputs"]:
