@@ -197,6 +197,7 @@ def write_service_panoramas(world: str) -> dict[str, Any]:
 
 
 OVERTURE = "places.parquet"
+SERVICE_FILES = (STAC_DIR, MAPILLARY, MAPILLARY_IMAGES, PANORAMAX, OVERTURE)  # what a world in these formats adds
 
 
 def overture_places(pois: Any, confidence: float = 0.9) -> Any:

@@ -39,6 +39,7 @@ from shapely.prepared import prep
 
 from unigeo.core.errors import ConfigError
 from unigeo.core.geo import transformer
+from unigeo.synth.formats import SERVICE_FILES
 from unigeo.synth.raster import BUILDING, TREE, WATER, SceneGrids, rasterize_scene
 from unigeo.synth.render import grid_north_offset, render_dsm, render_ortho, render_panorama
 from unigeo.synth.scene import CHANGE_YEAR, Scene, procedural_scene
@@ -53,7 +54,7 @@ DSM_YEAR = 2020
 # The names a synthetic world writes in its folder (``panos`` is a folder).
 WORLD_FILES = frozenset({"sources.yaml", "world.json", "boundary.geojson", "buildings.geojson", "pois.geojson",
                          "Helsinki.osm.pbf", "panos.parquet", "panos", *(f"aerial_{y}.tif" for y in AERIAL_YEARS),
-                         f"dsm_{DSM_YEAR}.tif"})
+                         f"dsm_{DSM_YEAR}.tif", *SERVICE_FILES})
 DSM_NODATA = -9999.0
 # Capture years and how often they occur: train years, the 2023 holdout, and out-of-range years.
 YEAR_WEIGHTS = {2015: 0.04, 2016: 0.05, 2017: 0.09, 2018: 0.09, 2019: 0.09, 2020: 0.09, 2021: 0.09,

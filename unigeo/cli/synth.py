@@ -12,17 +12,22 @@ from unigeo.cli.exits import epilog
 from unigeo.cli.options import seed_option, synth_size_option, verbosity
 from unigeo.core.errors import ConfigError, UniGeoError
 from unigeo.sources.inventory import format_inventory, inventory
+from unigeo.synth.formats import write_service_world
 from unigeo.synth.world import WORLDS, write_world
+
+FORMATS = ("native", "services")
 
 
 def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None,
-              overwrite: bool = False) -> dict:
+              overwrite: bool = False, formats: str = "native") -> dict:
     """Generate the world, then read it back through the source readers and print what is there."""
     log = logging.getLogger("unigeo.synth")
     log.info("writing the %s %s world to %s", size, world, out)
     try:
         summary = write_world(out, size=size, seed=seed, world=world, faults=faults, pano_width=pano_width,
                               progress=log.info, overwrite=overwrite)
+        if formats == "services":
+            summary["formats"] = write_service_world(out, progress=log.info)
         click.echo(format_inventory(inventory(os.path.join(out, "sources.yaml"))))
     except ConfigError as e:  # a refused --out, a bad option: usage errors, exit 2
         raise click.UsageError(str(e)) from e
@@ -44,11 +49,16 @@ def run_synth(out: str, size: str, seed: int, world: str, faults: bool, pano_wid
 @click.option("--overwrite", is_flag=True,
               help="Write into an OUT that holds other things than a synthetic world (they are left as they are). "
                    "A world written there before is always replaced, never mixed with the new one.")
+@click.option("--formats", type=click.Choice(FORMATS), default="native", show_default=True,
+              help="native: one GeoTIFF per raster epoch, a panorama index, GeoJSON POIs. services: the same world "
+                   "as real services deliver it, which sources.yaml then reads: rasters cut into 400 COG tiles "
+                   "per epoch listed as STAC (an ItemCollection, a stac-geoparquet file), panoramas as Mapillary "
+                   "image objects and Panoramax items, POIs as Overture places.")
 @click.option("--json", "as_json", is_flag=True, help="Also print world.json.")
 @verbosity
 def synth(out: str, size: str, seed: int, world: str, faults: bool, pano_width: int | None, overwrite: bool,
-          as_json: bool) -> None:
+          formats: str, as_json: bool) -> None:
     """Write a synthetic metro in real file formats, and OUT/sources.yaml to build it."""
-    summary = run_synth(out, size, seed, world, faults, pano_width, overwrite)
+    summary = run_synth(out, size, seed, world, faults, pano_width, overwrite, formats)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
