@@ -35,7 +35,7 @@ from webdataset import tariterators
 
 from unigeo.core import build_files, fileio
 from unigeo.core.errors import UniGeoError
-from unigeo.core.sample import JSON, TEST, TEXT, TRAIN, SampleMeta
+from unigeo.core.sample import JSON, TEST, TEXT, TRAIN, SampleMeta, member_names
 from unigeo.model.modalities import REGISTRY, DecodeCache, DecodeContext
 
 BAD_SAMPLE = "__bad_sample__"  # an item that stands for a read error in a dataloader worker
@@ -265,7 +265,7 @@ class Decoder:
             try:
                 arrays, present[name] = modality.decode(ctx)
             except Exception as e:  # any decoder's failure on this sample's bytes, named with the sample
-                member = f"its {modality.member} member" if modality.member else f"its {name}"
+                member = f"its {member_names(modality.member, raw)} member" if modality.member else f"its {name}"
                 raise BadSampleError(f"{where}: {member} cannot be decoded ({_one_line(e)})") from None
             out.update(arrays)
         out["present"] = present

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unigeo.core.sample import MEMBER_KINDS, TEXT, SampleMeta, crop_members, decode_dsm, kind_count, tile_member
+from unigeo.core.sample import TEXT, SampleMeta, crop_members, decode_dsm, kind_count, member_names, tile_member
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -244,8 +244,7 @@ def missing_from_build(modalities: tuple[str, ...], manifest: dict[str, Any]) ->
     if not isinstance(counts, dict):
         return {}
     kinds = {m: REGISTRY[m].member for m in modalities}
-    return {m: " or ".join(MEMBER_KINDS[kind]) for m, kind in kinds.items()
-            if kind is not None and not kind_count(counts, kind)}
+    return {m: member_names(kind) for m, kind in kinds.items() if kind is not None and not kind_count(counts, kind)}
 
 
 def build_modalities(manifest: dict[str, Any]) -> tuple[str, ...]:

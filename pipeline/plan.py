@@ -117,6 +117,7 @@ def raster_checks(kind: str, rasters: Sequence[RasterSource], metros: Sequence[M
                              f"time rather than the acquisition's (e.g. {os.path.basename(tagged[0].path)}: "
                              f"{tagged[0].date}); give `date:` in sources.yaml if it is not")
     used_years = {e.year for epochs in usable.values() for e in epochs}
+    uncovered = []
     for m in metros:
         shares = {}
         for year in sorted(found):
@@ -125,8 +126,13 @@ def raster_checks(kind: str, rasters: Sequence[RasterSource], metros: Sequence[M
                                  "used": year in used_years}
         plan.metros[m.name].setdefault("rasters", {})[kind] = shares
         if not any(s["coverage"] > 0 for y, s in shares.items() if s["used"]):
-            plan.errors.append(f"{kind}: no {kind} raster of a usable year covers metro {m.name}; add one that "
-                               "reaches it")
+            uncovered.append(m.name)
+    if uncovered and len(uncovered) == len(metros):
+        plan.errors.append(f"{kind}: no {kind} raster of a usable year reaches any metro ({', '.join(uncovered)}); "
+                           "check the rasters' CRS and footprints, or add rasters that cover the metros")
+    elif uncovered:
+        plan.warnings.append(f"{kind}: no {kind} raster of a usable year reaches metro {', '.join(uncovered)}: its "
+                             f"samples will have no {kind} tile")
 
 
 def _rates() -> dict[str, Any] | None:
@@ -187,8 +193,8 @@ def make_plan(panoramas: Sequence[str | pd.DataFrame], metros: Sequence[Metro], 
             "kept": {s: int(kept[splits == s].sum()) for s in SPLITS},
         })
         if not len(rows):
-            plan.errors.append(f"panoramas: none lies in metro {m.name} within --years {opts.years} (holdout "
-                               f"{opts.holdout_year}); street view would be empty")
+            plan.warnings.append(f"panoramas: none lies in metro {m.name} within --years {opts.years} (holdout "
+                                 f"{opts.holdout_year}): the metro will have no samples")
         elif not plan.metros[m.name]["samples"][TEST]:
             plan.warnings.append(f"panoramas: none of metro {m.name} is from the holdout year {opts.holdout_year}: "
                                  "the metro has no test samples")
@@ -196,6 +202,9 @@ def make_plan(panoramas: Sequence[str | pd.DataFrame], metros: Sequence[Metro], 
             xy = pois.pois
             plan.metros[m.name]["pois"] = int(shapely.contains_xy(m.geometry, xy["lon"].to_numpy(),
                                                                   xy["lat"].to_numpy()).sum())
+    if not len(keyed):
+        plan.errors.append(f"panoramas: none of the {table.n_input:,} lies in a metro within --years {opts.years} "
+                           f"(holdout {opts.holdout_year}), so there would be no sample; see the rejected counts")
     plan.projection["rejected_panoramas"] = dict(sorted(rejected.items()))
     plan.projection["panoramas"] = table.n_input
     input_checks(plan, metros, aerial, dsm, opts, catalogs)

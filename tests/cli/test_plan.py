@@ -58,7 +58,9 @@ def test_a_raster_dated_by_its_creation_time_is_a_warning(tiny_world: Path, tmp_
     assert "warning: aerial: 1 raster(s) dated by TIFFTAG_DATETIME" in r.output and "aerial_2021.tif" in r.output
 
 
-def test_a_metro_no_raster_reaches_is_an_error(tiny_world: Path, tmp_path: Path) -> None:
+def test_a_metro_no_raster_or_panorama_reaches_is_a_warning(tiny_world: Path, tmp_path: Path) -> None:
+    """A metro of its own without imagery leaves no modality empty (it has no samples); rasters that reach no
+    metro at all would, and are an error."""
     world = tmp_path / "w"
     shutil.copytree(tiny_world, world)
     config = yaml.safe_load((world / "sources.yaml").read_text())
@@ -70,7 +72,14 @@ def test_a_metro_no_raster_reaches_is_an_error(tiny_world: Path, tmp_path: Path)
     (world / "sources.yaml").write_text(yaml.safe_dump(config))
     assert boundary["features"]
     r = CliRunner().invoke(cli, ["plan", "--config", str(world / "sources.yaml")])
+    assert r.exit_code == 0, r.output
+    warnings = [x for x in r.output.splitlines() if x.startswith("warning:")]
+    assert any("no aerial raster of a usable year reaches metro far" in w for w in warnings)
+    assert any("panoramas: none lies in metro far" in w for w in warnings)
+    config["metros"] = [{"name": "far", "boundary": "far.geojson"}]
+    (world / "sources.yaml").write_text(yaml.safe_dump(config))
+    r = CliRunner().invoke(cli, ["plan", "--config", str(world / "sources.yaml")])
     assert r.exit_code == 1, r.output
     errors = [x for x in r.output.splitlines() if x.startswith("error:")]
-    assert any("no aerial raster of a usable year covers metro far" in e for e in errors)
-    assert any("panoramas: none lies in metro far" in e for e in errors)
+    assert any("no dsm raster of a usable year reaches any metro (far)" in e for e in errors)
+    assert any("panoramas: none of the" in e and "so there would be no sample" in e for e in errors)

@@ -126,7 +126,10 @@ def test_a_metro_far_from_every_panorama_builds_empty_splits_that_render(tiny_wo
     far = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
         [[-70.0, 41.0], [-69.99, 41.0], [-69.99, 41.01], [-70.0, 41.01], [-70.0, 41.0]]]}}
     (world / "boundary.geojson").write_text(json.dumps(far))
-    r = build(world, tmp_path / "out", "--level", "14")
+    refused = build(world, tmp_path / "refused", "--level", "14")  # no raster reaches it: tiles would be empty
+    assert refused.exit_code == 1 and "no aerial raster of a usable year reaches any metro" in refused.output
+    assert not (tmp_path / "refused").exists()
+    r = build(world, tmp_path / "out", "--level", "14", "--no-imagery")
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     c = manifest["counts"]["overall"]

@@ -64,6 +64,13 @@ MEMBER_DOCS = {
 SCHEMA_PATH = Path(__file__).with_name("sample.schema.json")
 
 
+def member_names(kind: str, members: Iterable[str] = ()) -> str:
+    """How a message names a member kind: the files of that kind among ``members`` (crops as ``sv.jpg``), else
+    every file the kind may be."""
+    present = sorted({member_kind(m) for m in members} & set(MEMBER_KINDS[kind]))
+    return " or ".join(present or MEMBER_KINDS[kind])
+
+
 def kind_count(counts: dict[str, int], kind: str) -> int:
     """How many members of ``kind`` (a ``MEMBER_KINDS`` key) a table of counts per member kind holds."""
     return sum(int(counts.get(member, 0)) for member in MEMBER_KINDS[kind])
