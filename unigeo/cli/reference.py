@@ -245,10 +245,20 @@ def scale_plan_page(results: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def overture_categories_page() -> str:
+    """The table from Overture places categories to the descriptions' words (``sources.pois``)."""
+    from unigeo.sources.pois import OVERTURE_CATEGORIES
+
+    return _table(["Overture category", "description's category"],
+                  [[f"`{k}`", f"`{v}`"] for k, v in sorted(OVERTURE_CATEGORIES.items())]) + \
+        "\nAny other category is kept as Overture writes it (underscores read as spaces).\n"
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "options": options_page,
     "reasons": reasons_page,
     "sample": sample_page,
     "exit-codes": exit_codes_page,
     "scale-plan": scale_plan_page,
+    "overture-categories": overture_categories_page,
 }
