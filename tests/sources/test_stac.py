@@ -220,3 +220,23 @@ def test_earthpys_landsat_rgb_and_dem_read_through_rio_stac_items(tmp_path: Path
     white = RasterStack([aerial.file()], "aerial").read([rgb], tile_grid(lat_nd, lon_nd, 150.0, 8))
     green = RasterStack([aerial.file()], "aerial").read([rgb], tile_grid(lat, lon, 150.0, 8))
     assert white is not None and green is not None and green.valid.all() and not white.valid.any()
+
+
+@pytest.mark.parametrize(("href", "self_href", "expected"), [
+    ("gs://naip/ma/2021/q1.tif", None, "gs://naip/ma/2021/q1.tif"),
+    ("s3://usgs-lidar/dsm/t1.tif", None, "s3://usgs-lidar/dsm/t1.tif"),
+    ("https://host.invalid/q1.tif?token=x", None, "https://host.invalid/q1.tif?token=x"),
+    ("/data/naip/q1.tif", None, "/data/naip/q1.tif"),
+    ("q1.tif", "gs://bucket/stac/items/q1.json", "gs://bucket/stac/items/q1.tif"),
+    ("../tif/q1.tif", "/cat/items/q1.json", "/cat/tif/q1.tif"),
+    ("tif/q1.tif", None, "/stac/tif/q1.tif"),  # no self link: relative to the STAC file's folder
+])
+def test_asset_hrefs_resolve_against_the_item(href: str, self_href: str | None, expected: str) -> None:
+    from unigeo.sources.stac import asset_href
+
+    item = pystac.Item("q1", None, None, dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc), {})
+    item.add_asset("image", pystac.Asset(href, media_type=pystac.MediaType.COG, roles=["data"]))
+    if self_href:
+        item.set_self_href(self_href)
+        item.assets["image"].href = href  # set_self_href rewrites relative hrefs; keep the item's own
+    assert asset_href(item, "image", "/stac/items.json") == expected
