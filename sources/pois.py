@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
 from unigeo.core import reasons
 from unigeo.core.errors import MissingCRSError, SourceError
 from unigeo.core.fileio import gdal_path
+from unigeo.core.geo import BBox, bbox_filter
 
 POI_COLUMNS = ("poi_id", "name", "category", "lon", "lat", "source_id", "neighbourhood")
 REJECT_COLUMNS = ("row", "source_id", "reason", "detail")
@@ -50,7 +50,6 @@ OVERTURE_CATEGORIES = {
     "university": "university", "hospital": "hospital", "clothing_store": "clothes", "parking": "parking",
     "place_of_worship": "place_of_worship", "church_cathedral": "place_of_worship", "post_office": "post_office",
 }
-BBox = tuple[float, float, float, float]  # west, south, east, north
 
 
 @dataclass(frozen=True)
@@ -169,15 +168,6 @@ def normalise_pois(gdf: gpd.GeoDataFrame, source_name: str) -> PoiTable:
     return PoiTable(pois=pois, rejects=rejects)
 
 
-def _bbox_filter(areas: Sequence[BBox]) -> pc.Expression | None:
-    expr = None
-    for w, s, e, n in areas:
-        one = ((pc.field("bbox", "xmin") <= e) & (pc.field("bbox", "xmax") >= w)
-               & (pc.field("bbox", "ymin") <= n) & (pc.field("bbox", "ymax") >= s))
-        expr = one if expr is None else expr | one
-    return expr
-
-
 def overture_category(basic: object, primary: object) -> str:
     """The description's category of an Overture place: its ``basic_category`` or ``categories.primary``,
     through ``OVERTURE_CATEGORIES``."""
@@ -211,7 +201,7 @@ def read_overture(path: str, min_confidence: float = 0.0, areas: Sequence[BBox] 
             columns = [c for c in ("id", "geometry", "names", "categories", "basic_category", "confidence")
                        if c in names]
             f.seek(0)
-            expr = _bbox_filter(areas) if "bbox" in names else None
+            expr = bbox_filter(areas) if "bbox" in names and areas else None
             table = pq.read_table(f, columns=columns, filters=expr)
     except SourceError:
         raise

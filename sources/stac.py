@@ -20,19 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pystac
 from pystac.stac_io import DefaultStacIO
 
 from unigeo.core.errors import ConfigError, SourceError
 from unigeo.core.fileio import is_url, open_binary, parent, resolve
+from unigeo.core.geo import BBox, bbox_filter
 from unigeo.sources.config import RasterSpec, StacSpec
 from unigeo.sources.rasters import RasterKind, RasterSource, open_raster
 
 log = logging.getLogger(__name__)
 
-BBox = tuple[float, float, float, float]  # west, south, east, north (degrees)
 GEOTIFF = "image/tiff"
 HEADER_THREADS = 16  # headers of remote items are read this many at a time
 BBOX_TOLERANCE = 0.01  # of the raster's extent: an item bbox further off than this disagrees with the file
@@ -73,17 +72,6 @@ def _meets(bbox: Sequence[float] | None, areas: Sequence[BBox]) -> bool:
     return any(w <= ae and e >= aw and s <= an and n >= as_ for aw, as_, ae, an in areas)
 
 
-def _bbox_filter(areas: Sequence[BBox]) -> pc.Expression:
-    """Rows whose stac-geoparquet ``bbox`` struct meets one of ``areas``."""
-    expr = None
-    for w, s, e, n in areas:
-        one = ((pc.field("bbox", "xmin") <= e) & (pc.field("bbox", "xmax") >= w)
-               & (pc.field("bbox", "ymin") <= n) & (pc.field("bbox", "ymax") >= s))
-        expr = one if expr is None else expr | one
-    assert expr is not None
-    return expr
-
-
 def _geoparquet_items(path: str, areas: Sequence[BBox]) -> tuple[list[dict[str, Any]], int]:
     """Items of a stac-geoparquet file meeting ``areas`` and how many it holds; with a ``bbox`` struct
     column (stac-geoparquet 1.0 and later) only the row groups whose statistics meet them are read."""
@@ -95,7 +83,7 @@ def _geoparquet_items(path: str, areas: Sequence[BBox]) -> tuple[list[dict[str, 
         bbox = pf.schema_arrow.field("bbox").type if "bbox" in pf.schema_arrow.names else None
         f.seek(0)
         if areas and bbox is not None and pa.types.is_struct(bbox):
-            table = pq.read_table(f, filters=_bbox_filter(areas))
+            table = pq.read_table(f, filters=bbox_filter(areas))
         else:
             table = pf.read()
     return list(stac_table_to_items(table)), total
