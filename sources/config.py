@@ -61,6 +61,10 @@ class Licence:
     license: str | None = None
     attribution: str | None = None
 
+    def as_json(self) -> dict[str, str]:
+        """The fields that are set, as the manifest records them beside the source."""
+        return {k: v for k, v in (("license", self.license), ("attribution", self.attribution)) if v}
+
 
 @dataclass(frozen=True)
 class RasterSpec:
@@ -73,7 +77,7 @@ class RasterSpec:
     licence: Licence = Licence()
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "date": self.date.isoformat() if self.date else None}
+        return {"path": self.path, "date": self.date.isoformat() if self.date else None, **self.licence.as_json()}
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class StacSpec:
         return self.stac
 
     def as_json(self) -> dict[str, Any]:
-        return {"stac": self.stac, "asset": self.asset}
+        return {"stac": self.stac, "asset": self.asset, **self.licence.as_json()}
 
 
 @dataclass(frozen=True)

@@ -71,5 +71,7 @@ def test_records_of_services_are_accounted_for(stac_build: Path) -> None:
     assert by_kind["panorama"]["not_panorama"] == 3 and by_kind["panorama"]["not_equirectangular"] == 1
     assert by_kind["poi"] == {"poi_low_confidence": 2}  # the far places were never read
     assert [s["format"] for s in manifest["config"]["panorama_sources"]] == ["mapillary", "panoramax"]
+    assert manifest["config"]["panorama_sources"][0]["license"] == "CC-BY-SA-4.0"  # licences reach the manifest
+    assert manifest["config"]["poi_sources"][0]["attribution"] == "Overture Maps Foundation"
     r = CliRunner().invoke(cli, ["audit", str(stac_build)])
     assert r.exit_code == 0, r.output

@@ -72,7 +72,7 @@ def collect_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options:
             "path": cfg.path,
             "metros": [{"name": m.name, "boundary": m.source, "repairs": list(m.repairs)} for m in metros],
             "panoramas": cfg.panoramas,
-            "panorama_sources": [{"path": p.path, "format": p.format, "images": p.images}
+            "panorama_sources": [{"path": p.path, "format": p.format, "images": p.images, **p.licence.as_json()}
                                  for p in cfg.panorama_sources],
             # What the ledger's rows number: each source's index, a service's records as staged in the build.
             "panorama_indexes": [p.path if p.format == "native" else f"{FOLDER}/panoramas-{n}.parquet"
@@ -80,6 +80,7 @@ def collect_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options:
             "aerial": [r.as_json() for r in cfg.aerial],
             "dsm": [r.as_json() for r in cfg.dsm],
             "pois": cfg.pois,
+            "poi_sources": [{"path": p.path, "format": p.format, **p.licence.as_json()} for p in cfg.poi_sources],
         },
         "options": options,
         "seed": options["seed"],
