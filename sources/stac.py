@@ -33,7 +33,7 @@ from unigeo.sources.rasters import RasterKind, RasterSource, open_raster
 log = logging.getLogger(__name__)
 
 GEOTIFF = "image/tiff"
-HEADER_THREADS = 16  # headers of remote items are read this many at a time
+HEADER_THREADS = 16  # headers of remote items are read this many at a time (local ones one by one)
 BBOX_TOLERANCE = 0.01  # of the raster's extent: an item bbox further off than this disagrees with the file
 
 
@@ -210,8 +210,11 @@ def stac_rasters(spec: StacSpec, kind: RasterKind, areas: Sequence[BBox] = ()) -
         chosen.append((item, key, RasterSpec(asset_href(item, key, spec.stac), date[0], date[1], spec.licence)))
     if spec.asset is not None and items and not chosen and out.skipped:
         raise ConfigError(f"{spec.stac}: no item has the asset {spec.asset!r}; {out.skipped[0]}")
-    with ThreadPoolExecutor(HEADER_THREADS) as pool:
-        sources = list(pool.map(lambda c: open_raster(c[2], kind), chosen))
+    if any(is_url(c[2].path) for c in chosen):  # remote headers: a request each, so many at a time
+        with ThreadPoolExecutor(HEADER_THREADS) as pool:
+            sources = list(pool.map(lambda c: open_raster(c[2], kind), chosen))
+    else:  # local headers take a millisecond; threads would only add each one's GDAL state to the launcher
+        sources = [open_raster(c[2], kind) for c in chosen]
     for (item, key, _), src in zip(chosen, sources):
         found = mismatches(item, key, src)
         if found:

@@ -73,5 +73,13 @@ def test_records_of_services_are_accounted_for(stac_build: Path) -> None:
     assert [s["format"] for s in manifest["config"]["panorama_sources"]] == ["mapillary", "panoramax"]
     assert manifest["config"]["panorama_sources"][0]["license"] == "CC-BY-SA-4.0"  # licences reach the manifest
     assert manifest["config"]["poi_sources"][0]["attribution"] == "Overture Maps Foundation"
+    from unigeo.outputs.audit import _input_rows
+
+    # The audit counts the rows of every source (the services' as staged in the build) against the ledger.
+    world = stac_build.parent / "world"
+    mly = json.loads((world / "mapillary.json").read_text())
+    records = sum(len(p["data"]) for p in (mly if isinstance(mly, list) else [mly]))
+    records += len(json.loads((world / "panoramax.json").read_text())["features"])
+    assert _input_rows(str(stac_build), manifest["config"]) == manifest["counts"]["overall"]["inputs"] == records
     r = CliRunner().invoke(cli, ["audit", str(stac_build)])
     assert r.exit_code == 0, r.output

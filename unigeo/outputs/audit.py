@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from unigeo.core.build_files import MANIFEST, build_root, missing_files
-from unigeo.core.fileio import glob, is_url, join, read_bytes, relative, sha256_file
+from unigeo.core.fileio import glob, join, read_bytes, relative, sha256_file
 from unigeo.core.sample import (
     JSON,
     KEPT,
@@ -44,6 +43,7 @@ from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import iter_shard, read_shard_stats
 from unigeo.outputs.reconcile import read_plans, reconcile
 from unigeo.pipeline.split import parse_years, split_of
+from unigeo.pipeline.staging import FOLDER
 from unigeo.sources.panoramas import count_rows, index_chunks
 
 MAX_LISTED = 50
@@ -53,8 +53,8 @@ def _input_rows(out: str, config: dict[str, Any]) -> int | None:
     """Rows in the panorama indexes (a service's records as the build staged them), when they are still
     readable (None otherwise)."""
     indexes = config.get("panorama_indexes") or [config["panoramas"]]
-    try:
-        return sum(count_rows(index_chunks(p if is_url(p) or os.path.isabs(p) else join(out, p))) for p in indexes)
+    try:  # a staged index lies in the build folder; a native one where the config named it
+        return sum(count_rows(index_chunks(join(out, p) if p.startswith(f"{FOLDER}/") else p)) for p in indexes)
     except Exception:
         return None
 
