@@ -5,7 +5,8 @@ pixel grid (``unigeo.synth.formats``) and listed as STAC (an ItemCollection and 
 single-file world is the baseline. In one run the bench measures:
 
 - the imagery stage's tile rate: every built sample's aerial and DSM tile read through ``SampleRenderer.tile``
-  on one core, single files against the STAC tiles (the footprint index opens only the files a tile meets);
+  on one core, in S2 order as a build reads them, single files against the STAC tiles (the footprint index
+  opens only the files a tile meets);
 - each whole ``unigeo build`` (in memory): wall time and peak RSS of its process tree;
 - that the two builds' samples are identical: every member byte for byte, and the json once its list of
   tile source files is set aside (it names the files each tile read);
@@ -140,7 +141,9 @@ def main(argv: list[str]) -> None:
             builds[name] = samples(out)
             print(f"{name:12s} build {run['wall_s']:7.1f} s, peak RSS {run['peak_rss_mb']} MB", file=sys.stderr)
         result["identical"] = compare(builds["single_file"], builds["stac_tiles"])
-        metas = [json.loads(m["json"]) for m in builds["single_file"].values()]
+        # In the order a build reads them: cells in S2 order (the order of their tokens), as within a bundle.
+        metas = sorted((json.loads(m["json"]) for m in builds["single_file"].values()),
+                       key=lambda m: (m["cell"], m["split"]))
         with open(os.path.join(tmp, "single_file", "manifest.json")) as f:
             built = json.load(f)["counts"]["overall"]["samples"]
         for name, config in (("single_file", single), ("stac_tiles", tiled)):
