@@ -13,12 +13,14 @@ nodes); the source window they span is read once, decimated when the source is f
 
 Files of one epoch that share one pixel grid (one CRS and pixel size, origins a whole number of pixels
 apart: NAIP quarter-quads of one state and year, LiDAR tiles cut from one grid; a single file too) are read
-as one raster: the window is assembled at the source resolution from the files it meets, each filling what
-earlier files left empty, decimated here by block averages where the source is finer than the target (up
-to ``MAX_GRID_DECIMATION``), and sampled. A tile is therefore byte-identical to the same tile read from the
-uncut raster, seams included. Where the source is much finer still, each file is decimated by GDAL on its
-own (from its overviews) and the files are mosaicked, first file wins, as are epochs of files on different
-grids.
+as one raster wherever the tile takes the source at its own resolution (less than two source pixels per
+target pixel: NAIP's 60 cm at the default --gsd 0.6, a 1 m DSM): the window is assembled from the files it
+meets, each filling what earlier files left empty, and sampled. Such a tile is byte-identical to the same
+tile read from the uncut raster, seams included. Where the source is finer and the read is decimated, GDAL
+decimates each file on its own from its overviews (four times faster than decoding the full resolution and
+averaging it here), and the files are mosaicked, first file wins, as are epochs of files on different grids:
+a tile across a seam then differs from the uncut raster's in the few pixels each file's decimation sees
+alone.
 
 GDAL keeps the raster blocks it decodes in a per-process cache that grows to 5% of the machine's
 memory by default: a worker that holds its rasters open for a whole build grows by that much (1.2 GB
@@ -59,10 +61,7 @@ BLOCK_CACHE_BYTES = 64 * 2**20
 MAX_OPEN = 16
 FOOTPRINT_MARGIN = 0.25  # of a tile's extent: how far beyond a tile a footprint may lie and still be read
 GRID_TOLERANCE = 1e-6
-# Files on one pixel grid are read at the source resolution and decimated here up to this factor (source
-# pixels per target pixel), so that seams cost nothing; beyond it each file is decimated by GDAL from its own
-# overviews (reading 64 times the pixels of a tile would cost more than the seams).
-MAX_GRID_DECIMATION = 4  # pixels: origins this close to a whole number of pixels apart share one grid
+  # pixels: origins this close to a whole number of pixels apart share one grid
 
 
 def bound_block_cache() -> None:
@@ -320,10 +319,10 @@ class RasterStack:
 
     def _read_grid(self, pg: PixelGrid, paths: Sequence[str], grid: Grid, cols: np.ndarray, rows: np.ndarray,
                    window: tuple[int, int, int, int, int]) -> Tile | None:
-        """``paths`` (files of ``pg``) read as one raster: the window assembled at the source resolution from the
-        files it meets, then decimated here (block averages) when the source is finer; None when no file's
-        window reaches the grid (a file that reaches it with nodata alone gives a tile that is all invalid)."""
-        c0, r0, c1, r1, factor = window
+        """``paths`` (files of ``pg``) read as one raster at the source resolution: the window assembled from the
+        files it meets; None when no file's window reaches the grid (a file that reaches it with nodata alone
+        gives a tile that is all invalid)."""
+        c0, r0, c1, r1, _ = window
         data: np.ndarray = (np.zeros((3, r1 - r0, c1 - c0), np.uint8) if self.kind == "aerial"
                             else np.full((1, r1 - r0, c1 - c0), np.nan, np.float32))
         mask = np.zeros((r1 - r0, c1 - c0), bool)
@@ -347,10 +346,6 @@ class RasterStack:
                 break
         if not met:
             return None
-        if factor > 1:
-            size = (max(2, math.ceil((c1 - c0) / factor)), max(2, math.ceil((r1 - r0) / factor)))
-            data = np.stack([cv2.resize(band, size, interpolation=cv2.INTER_AREA) for band in data])
-            mask = cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
         return self._sample(data, mask, cols, rows, c0, r0, c1, r1, used or met[:1])
 
     def read(self, paths: Sequence[str], grid: Grid) -> Tile | None:
@@ -369,7 +364,7 @@ class RasterStack:
             window = self._window(cols, rows, pg.width, pg.height)
             if window is None:
                 return None
-            if window[4] <= MAX_GRID_DECIMATION:
+            if window[4] == 1:  # the source at its own resolution: seams cost nothing
                 return self._read_grid(pg, candidates, grid, cols, rows, window)
         result: Tile | None = None
         for path in candidates:
