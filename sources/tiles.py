@@ -326,7 +326,8 @@ class RasterStack:
         data: np.ndarray = (np.zeros((3, r1 - r0, c1 - c0), np.uint8) if self.kind == "aerial"
                             else np.full((1, r1 - r0, c1 - c0), np.nan, np.float32))
         mask = np.zeros((r1 - r0, c1 - c0), bool)
-        met, used = [], []
+        met: list[str] = []
+        used: list[str] = []
         for path in paths:  # the first file wins: later ones fill only what is still empty
             f, (fc, fr) = self.files[path], pg.offsets[path]
             a0, b0 = max(c0, fc), max(r0, fr)
@@ -335,8 +336,15 @@ class RasterStack:
                 continue
             met.append(path)
             part, part_mask = self._read_window(path, Window(a0 - fc, b0 - fr, a1 - a0, b1 - b0), (b1 - b0, a1 - a0))
+            if (a0, b0, a1, b1) == (c0, r0, c1, r1) and not used:  # one file holds the whole window
+                return self._sample(part, part_mask, cols, rows, c0, r0, c1, r1, [path])
             region = (slice(b0 - r0, b1 - r0), slice(a0 - c0, a1 - c0))
-            fill = part_mask & ~mask[region]
+            if not mask[region].any():  # nothing there yet (files side by side): a plain copy
+                data[(slice(None), *region)] = part
+                mask[region] = part_mask
+                used.append(path)
+                continue
+            fill = part_mask & ~mask[region]  # files that overlap: the first one's pixels stay
             if not fill.any():
                 continue
             used.append(path)
