@@ -50,9 +50,10 @@ class StagedInputs:
     panoramas: tuple[str, ...] = ()  # the panorama indexes in config order: native files, or staged ones
 
 
-def panorama_index(out: str, n: int) -> str:
-    """Where the ``n``-th panorama source (a service's records) is staged as a native index."""
-    return join(out, f"{FOLDER}/panoramas-{n}.parquet")
+def panorama_index(n: int) -> str:
+    """Where, relative to the build folder, the ``n``-th panorama source (a service's records) is staged as a
+    native index (the manifest names it so)."""
+    return f"{FOLDER}/panoramas-{n}.parquet"
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -70,22 +71,17 @@ def stage_inputs(out: str, metros: list[Metro], pois: PoiTable | None, pois_path
         if isinstance(source, str):
             indexes.append(source)
         else:
-            indexes.append(panorama_index(out, n))
+            indexes.append(join(out, panorama_index(n)))
             write_bytes(indexes[-1], _parquet(pa.Table.from_pandas(source, preserve_index=False)))
-    staged = _stage(out, metros, pois, pois_path)
-    return StagedInputs(staged.metros, staged.pois, staged.poi_rejects, tuple(indexes))
-
-
-def _stage(out: str, metros: list[Metro], pois: PoiTable | None, pois_path: str | None) -> StagedInputs:
     features = [{"type": "Feature", "properties": {"name": m.name, "source": m.source, "repairs": list(m.repairs)},
                  "geometry": json.loads(shapely.to_geojson(m.geometry))} for m in metros]
     write_bytes(join(out, METROS), json.dumps({"type": "FeatureCollection", "features": features}).encode())
     if pois is None:
-        return StagedInputs(join(out, METROS))
+        return StagedInputs(join(out, METROS), panoramas=tuple(indexes))
     write_bytes(join(out, POIS), _parquet(pa.Table.from_pandas(pois.pois, preserve_index=False)))
     rejects = pois.rejects if "file" in pois.rejects.columns else pois.rejects.assign(file=pois_path or "")
     write_bytes(join(out, POI_REJECTS), _parquet(pa.Table.from_pandas(rejects, preserve_index=False)))
-    return StagedInputs(join(out, METROS), join(out, POIS), join(out, POI_REJECTS))
+    return StagedInputs(join(out, METROS), join(out, POIS), join(out, POI_REJECTS), tuple(indexes))
 
 
 def load_metros(path: str) -> list[tuple[str, BaseGeometry]]:

@@ -60,8 +60,7 @@ BLOCK_CACHE_BYTES = 64 * 2**20
 # grew a worker by about 100 MB against 30 MB for 16 (reading 400 tiles of 800 NAIP-like COGs).
 MAX_OPEN = 16
 FOOTPRINT_MARGIN = 0.25  # of a tile's extent: how far beyond a tile a footprint may lie and still be read
-GRID_TOLERANCE = 1e-6
-  # pixels: origins this close to a whole number of pixels apart share one grid
+GRID_TOLERANCE = 1e-6  # pixels: origins this close to a whole number of pixels apart share one grid
 
 
 def bound_block_cache() -> None:

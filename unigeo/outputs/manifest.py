@@ -15,7 +15,7 @@ from unigeo.core.sample import SPLITS
 from unigeo.outputs.ledger import LedgerSummary, summarize_ledger
 from unigeo.outputs.readers import read_rejects, read_shard_stats
 from unigeo.outputs.reconcile import check_build
-from unigeo.pipeline.staging import FOLDER
+from unigeo.pipeline.staging import panorama_index
 
 if TYPE_CHECKING:
     from unigeo.sources.config import SourcesConfig
@@ -75,7 +75,7 @@ def collect_manifest(out: str, cfg: SourcesConfig, metros: list[Metro], options:
             "panorama_sources": [{"path": p.path, "format": p.format, "images": p.images, **p.licence.as_json()}
                                  for p in cfg.panorama_sources],
             # What the ledger's rows number: each source's index, a service's records as staged in the build.
-            "panorama_indexes": [p.path if p.format == "native" else f"{FOLDER}/panoramas-{n}.parquet"
+            "panorama_indexes": [p.path if p.format == "native" else panorama_index(n)
                                  for n, p in enumerate(cfg.panorama_sources)],
             "aerial": [r.as_json() for r in cfg.aerial],
             "dsm": [r.as_json() for r in cfg.dsm],
